@@ -1,0 +1,160 @@
+#include "connlimit.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "vcgate/plugin.h"
+
+struct vcg__ipcount {
+  struct vcg__ipcount *next;
+  uint8_t key[17];             /* family tag + 16 address bytes */
+  long count;
+};
+
+int vcg__cidr_parse(const char *s, vcg__cidr_t *out) {
+  char buf[64];
+  const char *slash = strchr(s, '/');
+  size_t n = slash ? (size_t)(slash - s) : strlen(s);
+  if (n == 0 || n >= sizeof buf) return VCG_EINVAL;
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  memset(out, 0, sizeof *out);
+  if (inet_pton(AF_INET, buf, out->addr) == 1) { out->family = AF_INET; out->bits = 32; }
+  else if (inet_pton(AF_INET6, buf, out->addr) == 1) { out->family = AF_INET6; out->bits = 128; }
+  else return VCG_EINVAL;
+  if (slash) {
+    char *end;
+    long b = strtol(slash + 1, &end, 10);
+    if (*end || end == slash + 1 || b < 0 || b > out->bits) return VCG_EINVAL;
+    out->bits = (int)b;
+  }
+  return 0;
+}
+
+/* Normalise an address to (family, bytes); IPv4-mapped IPv6 counts as IPv4
+ * so a dual-stack listener cannot double a client's allowance. */
+static int addr_bytes(const struct sockaddr *sa, uint8_t out[16]) {
+  if (!sa) return 0;
+  if (sa->sa_family == AF_INET) {
+    memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    return AF_INET;
+  }
+  if (sa->sa_family == AF_INET6) {
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a)) { memcpy(out, a->s6_addr + 12, 4); return AF_INET; }
+    memcpy(out, a, 16);
+    return AF_INET6;
+  }
+  return 0;
+}
+
+int vcg__cidr_match(const vcg__cidr_t *c, const struct sockaddr *sa) {
+  uint8_t a[16];
+  if (addr_bytes(sa, a) != c->family) return 0;
+  int full = c->bits / 8, rem = c->bits % 8;
+  if (memcmp(a, c->addr, (size_t)full) != 0) return 0;
+  if (rem) {
+    uint8_t mask = (uint8_t)(0xff << (8 - rem));
+    if ((a[full] & mask) != (c->addr[full] & mask)) return 0;
+  }
+  return 1;
+}
+
+int vcg__limits_init(vcg__limits_t *l, long max_total, long max_per_ip,
+                     char **trusted, char *err, size_t errlen) {
+  memset(l, 0, sizeof *l);
+  atomic_init(&l->total, 0);
+  l->max_total = max_total;
+  l->max_per_ip = max_per_ip;
+  size_t n = 0;
+  while (trusted && trusted[n]) n++;
+  l->trusted = calloc(n ? n : 1, sizeof *l->trusted);
+  l->nbuckets = 1024;
+  l->buckets = calloc(l->nbuckets, sizeof *l->buckets);
+  if (!l->trusted || !l->buckets) { snprintf(err, errlen, "out of memory"); goto fail; }
+  for (size_t i = 0; i < n; i++) {
+    if (vcg__cidr_parse(trusted[i], &l->trusted[i]) != 0) {
+      snprintf(err, errlen, "core.trusted_addresses: '%s' is not an address or CIDR", trusted[i]);
+      goto fail;
+    }
+  }
+  l->ntrusted = n;
+  if (uv_mutex_init(&l->lock) != 0) { snprintf(err, errlen, "mutex init failed"); goto fail; }
+  return 0;
+fail:
+  free(l->trusted);
+  free(l->buckets);
+  l->trusted = NULL;
+  l->buckets = NULL;
+  return VCG_EINVAL;
+}
+
+void vcg__limits_free(vcg__limits_t *l) {
+  if (!l->buckets) return;
+  for (size_t i = 0; i < l->nbuckets; i++) {
+    vcg__ipcount_t *e = l->buckets[i];
+    while (e) { vcg__ipcount_t *nx = e->next; free(e); e = nx; }
+  }
+  free(l->buckets);
+  free(l->trusted);
+  uv_mutex_destroy(&l->lock);
+  memset(l, 0, sizeof *l);
+}
+
+static size_t key_hash(const uint8_t *k) {
+  uint64_t h = 1469598103934665603ull;
+  for (int i = 0; i < 17; i++) { h ^= k[i]; h *= 1099511628211ull; }
+  return (size_t)h;
+}
+
+static int trusted(const vcg__limits_t *l, const struct sockaddr *sa) {
+  for (size_t i = 0; i < l->ntrusted; i++)
+    if (vcg__cidr_match(&l->trusted[i], sa)) return 1;
+  return 0;
+}
+
+int vcg__limits_acquire(vcg__limits_t *l, const struct sockaddr *sa, int *counted) {
+  *counted = 0;
+  if (atomic_fetch_add(&l->total, 1) >= l->max_total) {
+    atomic_fetch_sub(&l->total, 1);
+    return VCG_EBUSY;
+  }
+  uint8_t key[17] = { 0 };
+  int fam = addr_bytes(sa, key + 1);
+  if (!fam || trusted(l, sa)) return 0;
+  key[0] = (uint8_t)fam;
+  size_t b = key_hash(key) % l->nbuckets;
+  int rc = 0;
+  uv_mutex_lock(&l->lock);
+  vcg__ipcount_t *e = l->buckets[b];
+  while (e && memcmp(e->key, key, sizeof key) != 0) e = e->next;
+  if (!e) {
+    e = calloc(1, sizeof *e);
+    if (!e) rc = VCG_ENOMEM;
+    else { memcpy(e->key, key, sizeof key); e->next = l->buckets[b]; l->buckets[b] = e; }
+  }
+  if (e && e->count >= l->max_per_ip) rc = VCG_EAGAIN;
+  else if (e) { e->count++; *counted = 1; }
+  uv_mutex_unlock(&l->lock);
+  if (rc) atomic_fetch_sub(&l->total, 1);
+  return rc;
+}
+
+void vcg__limits_release(vcg__limits_t *l, const struct sockaddr *sa, int counted) {
+  atomic_fetch_sub(&l->total, 1);
+  if (!counted) return;
+  uint8_t key[17] = { 0 };
+  int fam = addr_bytes(sa, key + 1);
+  key[0] = (uint8_t)fam;
+  size_t b = key_hash(key) % l->nbuckets;
+  uv_mutex_lock(&l->lock);
+  vcg__ipcount_t **pp = &l->buckets[b];
+  while (*pp && memcmp((*pp)->key, key, sizeof key) != 0) pp = &(*pp)->next;
+  if (*pp && --(*pp)->count == 0) {
+    vcg__ipcount_t *dead = *pp;
+    *pp = dead->next;
+    free(dead);
+  }
+  uv_mutex_unlock(&l->lock);
+}

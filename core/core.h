@@ -1,0 +1,127 @@
+/* Internal shapes of the vcgate core: process, workers, plugin bindings,
+ * sessions.  Nothing here is part of the plugin ABI. */
+#ifndef VCG_CORE_H
+#define VCG_CORE_H
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <uv.h>
+#include "vcgate/plugin.h"
+#include "conf.h"
+#include "connlimit.h"
+#include "log.h"
+#include "packet.h"
+#include "room.h"
+
+typedef struct vcg__worker vcg__worker_t;
+typedef struct vcg__process vcg__process_t;
+
+/* Core counters of one worker; read by main after the worker stopped. */
+typedef struct vcg__stats {
+  uint64_t sessions_opened, sessions_refused, packets_in, packets_relayed,
+           packets_dropped, packets_malformed, slow_closed, bus_in, bus_out;
+} vcg__stats_t;
+
+#define VCG__MAX_COUNTERS 32
+/* The handle a plugin instance sees as vcg_worker_t: one per (worker,
+ * plugin instance), so logs and counters carry the plugin's name. */
+struct vcg_worker {
+  vcg__worker_t *core;
+  vcg__plugin_conf_t *pc;
+  vcg_instance_t *inst;
+  int kind;
+  int started, stopped;
+  uv_mutex_t clock;                    /* guards counters for *_ts */
+  const char *cname[VCG__MAX_COUNTERS];
+  uint64_t cval[VCG__MAX_COUNTERS];
+};
+
+struct vcg_session {
+  uint64_t id;
+  struct vcg_worker *t;     /* the transport binding */
+  void *conn;
+  char *user;
+  vcg__room_t *room;
+  uint32_t slot;
+  int closing;
+  int ip_counted;
+  size_t qp, qb;            /* queued packets / bytes in the transport */
+  uint64_t drop_since_ms;   /* 0 when not dropping */
+  uint64_t drops;
+  uint64_t last_congestion_ms;
+  uint64_t kf_window_ms;
+  uint32_t kf_count;
+  struct sockaddr_storage peer;
+};
+
+/* One item handed to a worker from another thread. */
+typedef struct vcg__inbox_item {
+  struct vcg__inbox_item *next;
+  vcg_packet_t *p;
+  uint64_t origin;
+  char room[];
+} vcg__inbox_item_t;
+
+enum { VCG__RUNNING = 0, VCG__DRAINING = 1, VCG__STOPPING = 2, VCG__STOPPED = 3 };
+
+struct vcg__worker {
+  vcg__process_t *proc;
+  unsigned index;
+  uv_loop_t loop;
+  uv_thread_t thread;
+  uv_async_t async;          /* inbox and commands from other threads */
+  uv_timer_t drain_timer;
+  uv_mutex_t qlock;
+  vcg__inbox_item_t *inbox_head, *inbox_tail;
+  atomic_int cmd_drain, cmd_stop;
+  int state;
+  int start_rc;
+  uv_sem_t started;          /* posted once start has finished */
+  struct vcg_worker *transports;
+  size_t ntransports;
+  struct vcg_worker bus;     /* bus.pc NULL: no bus */
+  int pending_stops;
+  vcg__rooms_t rooms;
+  size_t nsessions;
+  uint64_t rng[2];
+  vcg__stats_t stats;
+};
+
+struct vcg__process {
+  vcg__config_t *cfg;
+  vcg__log_t *log;
+  vcg__limits_t limits;
+  const vcg_host_api_t *host;
+  vcg__worker_t *workers;
+  unsigned nworkers;
+  uv_async_t *done_async;    /* main loop: a worker finished */
+  atomic_int workers_done;
+};
+
+/* session.c */
+int vcg__session_open(vcg_worker_t *b, const vcg_session_info_t *info,
+                      vcg_session_t **out, int *why, char *msg, size_t msglen);
+int vcg__session_deliver(vcg_session_t *s, const uint8_t *data, size_t len);
+void vcg__session_closed(vcg_session_t *s);
+void vcg__session_set_queued(vcg_session_t *s, size_t packets, size_t bytes);
+int vcg__bus_deliver(vcg_worker_t *b, const char *room, uint64_t origin,
+                     const uint8_t *data, size_t len);
+int vcg__bus_deliver_packet_ts(vcg_worker_t *b, const char *room, uint64_t origin,
+                               vcg_packet_t *p);
+int vcg__bus_deliver_ts(vcg_worker_t *b, const char *room, uint64_t origin,
+                        const uint8_t *data, size_t len);
+void vcg__worker_fanout(vcg__worker_t *w, vcg__room_t *room, vcg_session_t *sender,
+                        uint64_t origin, vcg_packet_t *p);
+uint64_t vcg__now_ms(vcg__worker_t *w);
+
+/* worker.c */
+int vcg__worker_init(vcg__worker_t *w, vcg__process_t *proc, unsigned index);
+int vcg__worker_spawn(vcg__worker_t *w);
+void vcg__worker_request_drain(vcg__worker_t *w);
+void vcg__worker_request_stop(vcg__worker_t *w);
+void vcg__worker_join(vcg__worker_t *w);
+void vcg__worker_session_gone(vcg__worker_t *w);
+
+/* host.c */
+extern const vcg_host_api_t vcg__host_api;
+void vcg__counter_add(vcg_worker_t *b, const char *name, uint64_t v);
+#endif

@@ -1,0 +1,247 @@
+/* vcgate: the daemon.  Parses the command line, loads and checks the
+ * configuration (plugins included), starts the worker loops and turns
+ * signals into drain and stop. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "conf.h"
+#include "core.h"
+
+#ifndef VCG_VERSION
+#define VCG_VERSION PACKAGE_VERSION
+#endif
+
+typedef struct vcg__main {
+  uv_loop_t loop;
+  uv_signal_t sigterm, sigint, sighup;
+  uv_async_t done;
+  uv_timer_t kill_timer;
+  vcg__process_t proc;
+  vcg__log_t log;
+  int draining;
+  int finished;
+} vcg__main_t;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: vcgate [-c FILE] [-t] [-l LEVEL] [-p DIR] [-V] [-h]\n"
+          "  -c FILE   configuration file (libconfig); without it the embedded default\n"
+          "            runs (WebSocket on 127.0.0.1:8080, WebTransport on 127.0.0.1:4433\n"
+          "            when built, in-process bus)\n"
+          "  -t        check the configuration, print file:line: option: reason for\n"
+          "            each problem, and exit (0 when valid)\n"
+          "  -l LEVEL  log level override: error, warn, info, debug\n"
+          "  -p DIR    look for plugins in DIR first (repeatable; also the colon-\n"
+          "            separated VCGATE_PLUGIN_PATH)\n"
+          "  -D        print the embedded default configuration and exit\n"
+          "  -V        print the version and exit\n"
+          "  -h        this help\n");
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  vcg__main_t *m = h->data;
+  if (signum == SIGHUP) {
+    vcg__logf(&m->log, VCG_LOG_WARN, "core", 0,
+              "SIGHUP: configuration reload is not supported yet; restart to apply changes");
+    return;
+  }
+  if (m->draining) {
+    vcg__logf(&m->log, VCG_LOG_WARN, "core", 0, "second signal: stopping now");
+    for (unsigned i = 0; i < m->proc.nworkers; i++) vcg__worker_request_stop(&m->proc.workers[i]);
+    return;
+  }
+  m->draining = 1;
+  vcg__logf(&m->log, VCG_LOG_INFO, "core", 0, "%s: draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  for (unsigned i = 0; i < m->proc.nworkers; i++) vcg__worker_request_drain(&m->proc.workers[i]);
+}
+
+static void on_worker_done(uv_async_t *a) {
+  vcg__main_t *m = a->data;
+  /* A worker's loop ended; when every one has, the main loop ends too. */
+  unsigned done = 0;
+  for (unsigned i = 0; i < m->proc.nworkers; i++) done += m->proc.workers[i].state == VCG__STOPPED;
+  if (done < m->proc.nworkers) {
+    /* One worker stopping (e.g. a failed start) stops the others. */
+    if (!m->draining) {
+      m->draining = 1;
+      for (unsigned i = 0; i < m->proc.nworkers; i++) vcg__worker_request_stop(&m->proc.workers[i]);
+    }
+    return;
+  }
+  m->finished = 1;
+  uv_close((uv_handle_t *)&m->sigterm, NULL);
+  uv_close((uv_handle_t *)&m->sigint, NULL);
+  uv_close((uv_handle_t *)&m->sighup, NULL);
+  uv_close((uv_handle_t *)&m->done, NULL);
+}
+
+static int init_plugin(vcg__main_t *m, vcg__plugin_conf_t *pc) {
+  const vcg_plugin_t *d = pc->loaded->desc;
+  int (*init)(const vcg_host_api_t *, const void *, vcg_plugin_state_t **) =
+    d->kind == VCG_PLUGIN_TRANSPORT ? d->transport->init : d->bus->init;
+  if (!init) return 0;
+  int rc = init(&vcg__host_api, pc->conf, &pc->loaded->state);
+  if (rc != 0) {
+    vcg__logf(&m->log, VCG_LOG_ERROR, pc->name, 0, "init failed (%d)", rc);
+    return rc;
+  }
+  pc->loaded->inited = 1;
+  vcg__logf(&m->log, VCG_LOG_DEBUG, pc->name, 0, "loaded %s %s from %s", d->name,
+            d->version ? d->version : "", pc->loaded->path);
+  return 0;
+}
+
+static void fini_plugin(vcg__plugin_conf_t *pc) {
+  if (!pc->loaded || !pc->loaded->inited) return;
+  const vcg_plugin_t *d = pc->loaded->desc;
+  void (*fini)(vcg_plugin_state_t *) = d->kind == VCG_PLUGIN_TRANSPORT ? d->transport->fini : d->bus->fini;
+  if (fini) fini(pc->loaded->state);
+  pc->loaded->inited = 0;
+}
+
+static void log_stats(vcg__main_t *m) {
+  vcg__stats_t t = { 0 };
+  for (unsigned i = 0; i < m->proc.nworkers; i++) {
+    vcg__stats_t *s = &m->proc.workers[i].stats;
+    t.sessions_opened += s->sessions_opened; t.sessions_refused += s->sessions_refused;
+    t.packets_in += s->packets_in; t.packets_relayed += s->packets_relayed;
+    t.packets_dropped += s->packets_dropped; t.packets_malformed += s->packets_malformed;
+    t.slow_closed += s->slow_closed; t.bus_in += s->bus_in; t.bus_out += s->bus_out;
+  }
+  vcg__logf(&m->log, VCG_LOG_INFO, "core", 0,
+            "totals: sessions %llu opened %llu refused; packets %llu in, %llu relayed, %llu "
+            "dropped, %llu malformed; %llu slow consumers closed; bus %llu in, %llu out",
+            (unsigned long long)t.sessions_opened, (unsigned long long)t.sessions_refused,
+            (unsigned long long)t.packets_in, (unsigned long long)t.packets_relayed,
+            (unsigned long long)t.packets_dropped, (unsigned long long)t.packets_malformed,
+            (unsigned long long)t.slow_closed, (unsigned long long)t.bus_in,
+            (unsigned long long)t.bus_out);
+}
+
+int main(int argc, char **argv) {
+  const char *file = NULL, *level = NULL;
+  int check = 0;
+  const char *dirs[34];
+  size_t nd = 0;
+  int opt;
+  while ((opt = getopt(argc, argv, "c:tl:p:DVh")) != -1) {
+    switch (opt) {
+    case 'c': file = optarg; break;
+    case 't': check = 1; break;
+    case 'l': level = optarg; break;
+    case 'p': if (nd < 16) dirs[nd++] = optarg; break;
+    case 'D': fputs(vcg__default_config, stdout); return 0;
+    case 'V': printf("vcgate %s (plugin ABI %d.%d)\n", VCG_VERSION, VCG_ABI_MAJOR, VCG_ABI_MINOR); return 0;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return 2;
+    }
+  }
+  if (optind < argc) { usage(stderr); return 2; }
+  if (level && vcg__log_parse_level(level) < 0) {
+    fprintf(stderr, "vcgate: -l %s: not one of error, warn, info, debug\n", level);
+    return 2;
+  }
+  char *envpath = getenv("VCGATE_PLUGIN_PATH") ? strdup(getenv("VCGATE_PLUGIN_PATH")) : NULL;
+  for (char *save = NULL, *tok = envpath ? strtok_r(envpath, ":", &save) : NULL; tok && nd < 32;
+       tok = strtok_r(NULL, ":", &save))
+    dirs[nd++] = tok;
+  dirs[nd] = NULL;
+
+  static vcg__main_t m; /* lives for the whole process; static keeps it off the stack only */
+  vcg__log_init(&m.log, 2);
+  vcg__config_t cfg;
+  vcg__errs_t errs = { 0 };
+  int nerr = vcg__config_load(&cfg, file, file ? NULL : vcg__default_config, dirs, &errs);
+  for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "%s\n", errs.line[i]);
+  vcg__errs_free(&errs);
+  if (nerr) {
+    fprintf(stderr, "vcgate: %s: %d error%s in configuration\n", cfg.file, nerr, nerr == 1 ? "" : "s");
+    vcg__config_free(&cfg);
+    free(envpath);
+    return 1;
+  }
+  char lerr[256];
+  if (vcg__limits_init(&m.proc.limits, (long)cfg.core.max_connections,
+                       (long)cfg.core.max_connections_per_ip, cfg.core.trusted_addresses, lerr,
+                       sizeof lerr) != 0) {
+    fprintf(stderr, "%s: %s\n", cfg.file, lerr);
+    vcg__config_free(&cfg);
+    free(envpath);
+    return 1;
+  }
+  if (check) {
+    printf("%s: configuration is valid (%zu transport%s, bus %s)\n", cfg.file, cfg.ntransports,
+           cfg.ntransports == 1 ? "" : "s", cfg.bus.loaded ? cfg.bus.name : "none");
+    vcg__limits_free(&m.proc.limits);
+    vcg__config_free(&cfg);
+    free(envpath);
+    return 0;
+  }
+  m.log.level = vcg__log_parse_level(level ? level : cfg.core.log_level);
+  m.log.format = vcg__log_parse_format(cfg.core.log_format);
+  signal(SIGPIPE, SIG_IGN);
+
+  int rc = 0;
+  uv_loop_init(&m.loop);
+  m.proc.cfg = &cfg;
+  m.proc.log = &m.log;
+  m.proc.host = &vcg__host_api;
+  m.proc.done_async = &m.done;
+  uv_async_init(&m.loop, &m.done, on_worker_done);
+  m.done.data = &m;
+  vcg__logf(&m.log, VCG_LOG_INFO, "core", 0, "vcgate %s starting: config %s, %lld worker%s",
+            VCG_VERSION, cfg.file, (long long)cfg.core.workers, cfg.core.workers == 1 ? "" : "s");
+
+  size_t ninit = 0;
+  for (; ninit < cfg.ntransports && rc == 0; ninit++) rc = init_plugin(&m, &cfg.transports[ninit]);
+  if (rc == 0 && cfg.bus.loaded) rc = init_plugin(&m, &cfg.bus);
+  unsigned nw = (unsigned)cfg.core.workers, spawned = 0;
+  if (rc == 0) {
+    m.proc.workers = calloc(nw, sizeof *m.proc.workers);
+    m.proc.nworkers = nw;
+    if (!m.proc.workers) rc = VCG_ENOMEM;
+  }
+  for (unsigned i = 0; rc == 0 && i < nw; i++) {
+    if ((rc = vcg__worker_init(&m.proc.workers[i], &m.proc, i)) != 0) break;
+    if ((rc = vcg__worker_spawn(&m.proc.workers[i])) != 0) break;
+    spawned++;
+    uv_sem_wait(&m.proc.workers[i].started);
+    rc = m.proc.workers[i].start_rc;
+  }
+  m.proc.nworkers = spawned;
+  uv_signal_init(&m.loop, &m.sigterm);
+  uv_signal_init(&m.loop, &m.sigint);
+  uv_signal_init(&m.loop, &m.sighup);
+  m.sigterm.data = m.sigint.data = m.sighup.data = &m;
+  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&m.sigint, on_signal, SIGINT);
+  uv_signal_start(&m.sighup, on_signal, SIGHUP);
+  if (rc != 0) {
+    vcg__logf(&m.log, VCG_LOG_ERROR, "core", 0, "start failed; stopping");
+    m.draining = 1;
+    for (unsigned i = 0; i < spawned; i++) vcg__worker_request_stop(&m.proc.workers[i]);
+  } else {
+    vcg__logf(&m.log, VCG_LOG_INFO, "core", 0, "ready");
+  }
+  if (spawned) uv_run(&m.loop, UV_RUN_DEFAULT);
+  for (unsigned i = 0; i < spawned; i++) vcg__worker_join(&m.proc.workers[i]);
+  if (!spawned) {
+    uv_close((uv_handle_t *)&m.sigterm, NULL);
+    uv_close((uv_handle_t *)&m.sigint, NULL);
+    uv_close((uv_handle_t *)&m.sighup, NULL);
+    uv_close((uv_handle_t *)&m.done, NULL);
+    uv_run(&m.loop, UV_RUN_DEFAULT);
+  }
+  if (spawned) log_stats(&m);
+  for (size_t i = 0; i < cfg.ntransports; i++) fini_plugin(&cfg.transports[i]);
+  fini_plugin(&cfg.bus);
+  uv_loop_close(&m.loop);
+  free(m.proc.workers);
+  vcg__limits_free(&m.proc.limits);
+  vcg__config_free(&cfg);
+  free(envpath);
+  vcg__logf(&m.log, VCG_LOG_INFO, "core", 0, "stopped");
+  return rc == 0 ? 0 : 1;
+}

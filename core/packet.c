@@ -1,0 +1,131 @@
+#include "packet.h"
+#include <stdlib.h>
+#include <string.h>
+#include "packet_wrapper.pb-c.h"
+#include "meeting_packet.pb-c.h"
+
+/* The inner MediaPacket's type is its field 1, which every encoder writes
+ * first.  Reading just that varint avoids unpacking (and copying) the media
+ * payload; when the inner bytes do not start with field 1 (encrypted or
+ * other encoders) the type is unknown (-1) and the packet is relayed as
+ * ordinary media. */
+static int inner_media_type(const uint8_t *d, size_t len) {
+  if (len < 2 || d[0] != 0x08) return len == 0 ? 0 : -1;
+  uint64_t v = 0;
+  for (size_t i = 1, shift = 0; i < len && i < 11; i++, shift += 7) {
+    v |= (uint64_t)(d[i] & 0x7f) << shift;
+    if (!(d[i] & 0x80)) return v > 0x7fffffff ? -1 : (int)v;
+  }
+  return -1;
+}
+
+int vcg__pw_decode(const uint8_t *data, size_t len, vcg__pw_header_t *h) {
+  Vcgate__PacketWrapper *pw = vcgate__packet_wrapper__unpack(NULL, len, data);
+  if (!pw) return VCG_EINVAL;
+  h->type = (int)pw->packet_type;
+  h->session_id = pw->session_id;
+  h->media_type = -1;
+  if (h->type == VCG_PT_MEDIA) h->media_type = inner_media_type(pw->data.data, pw->data.len);
+  vcgate__packet_wrapper__free_unpacked(pw, NULL);
+  return 0;
+}
+
+static vcg_packet_t *packet_alloc(size_t len) {
+  if (len > UINT32_MAX - 16) return NULL;
+  vcg_packet_t *p = malloc(sizeof *p + len);
+  if (!p) return NULL;
+  atomic_init(&p->refs, 1);
+  p->len = (uint32_t)len;
+  return p;
+}
+
+static size_t put_varint(uint8_t *b, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) { b[n++] = (uint8_t)(v | 0x80); v >>= 7; }
+  b[n++] = (uint8_t)v;
+  return n;
+}
+
+vcg_packet_t *vcg__packet_from_wire(const uint8_t *data, size_t len,
+                                    const vcg__pw_header_t *h, uint64_t stamp_id) {
+  int stamp = h->session_id == 0 && stamp_id != 0;
+  vcg_packet_t *p = packet_alloc(len + (stamp ? 11 : 0));
+  if (!p) return NULL;
+  memcpy(p->data, data, len);
+  p->len = (uint32_t)len;
+  if (stamp) {
+    p->data[len] = 0x20; /* field 4, varint */
+    p->len += (uint32_t)(1 + put_varint(p->data + len + 1, stamp_id));
+  }
+  p->type = h->type;
+  p->media_type = h->media_type;
+  p->session_id = stamp ? stamp_id : h->session_id;
+  return p;
+}
+
+vcg_packet_t *vcg__packet_copy(const uint8_t *data, size_t len, const vcg__pw_header_t *h) {
+  return vcg__packet_from_wire(data, len, h, 0);
+}
+
+void vcg__packet_ref(vcg_packet_t *p) {
+  atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+void vcg__packet_unref(vcg_packet_t *p) {
+  if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) free(p);
+}
+
+static vcg_packet_t *pack_wrapper(const Vcgate__PacketWrapper *pw) {
+  size_t n = vcgate__packet_wrapper__get_packed_size(pw);
+  vcg_packet_t *p = packet_alloc(n);
+  if (!p) return NULL;
+  vcgate__packet_wrapper__pack(pw, p->data);
+  p->type = (int32_t)pw->packet_type;
+  p->media_type = -1;
+  p->session_id = pw->session_id;
+  return p;
+}
+
+vcg_packet_t *vcg__packet_session_assigned(uint64_t session_id) {
+  Vcgate__PacketWrapper pw = VCGATE__PACKET_WRAPPER__INIT;
+  pw.packet_type = VCGATE__PACKET_WRAPPER__PACKET_TYPE__SESSION_ASSIGNED;
+  pw.user_id.data = (uint8_t *)VCG_SYSTEM_USER;
+  pw.user_id.len = strlen(VCG_SYSTEM_USER);
+  pw.session_id = session_id;
+  return pack_wrapper(&pw);
+}
+
+vcg_packet_t *vcg__packet_meeting(int event, const char *room, uint64_t start_ms,
+                                  const char *creator, uint64_t session_id) {
+  Vcgate__MeetingPacket mp = VCGATE__MEETING_PACKET__INIT;
+  mp.event_type = (Vcgate__MeetingPacket__MeetingEventType)event;
+  mp.room_id = (char *)room;
+  mp.start_time_ms = start_ms;
+  if (creator) {
+    mp.creator_id.data = (uint8_t *)creator;
+    mp.creator_id.len = strlen(creator);
+  }
+  mp.session_id = session_id;
+  size_t n = vcgate__meeting_packet__get_packed_size(&mp);
+  uint8_t stackbuf[512], *buf = n <= sizeof stackbuf ? stackbuf : malloc(n);
+  if (!buf) return NULL;
+  vcgate__meeting_packet__pack(&mp, buf);
+  Vcgate__PacketWrapper pw = VCGATE__PACKET_WRAPPER__INIT;
+  pw.packet_type = VCGATE__PACKET_WRAPPER__PACKET_TYPE__MEETING;
+  pw.user_id.data = (uint8_t *)VCG_SYSTEM_USER;
+  pw.user_id.len = strlen(VCG_SYSTEM_USER);
+  pw.data.data = buf;
+  pw.data.len = n;
+  vcg_packet_t *p = pack_wrapper(&pw);
+  if (buf != stackbuf) free(buf);
+  return p;
+}
+
+vcg_packet_t *vcg__packet_congestion(uint64_t session_id) {
+  Vcgate__PacketWrapper pw = VCGATE__PACKET_WRAPPER__INIT;
+  pw.packet_type = VCGATE__PACKET_WRAPPER__PACKET_TYPE__CONGESTION;
+  pw.user_id.data = (uint8_t *)VCG_SYSTEM_USER;
+  pw.user_id.len = strlen(VCG_SYSTEM_USER);
+  pw.session_id = session_id;
+  return pack_wrapper(&pw);
+}

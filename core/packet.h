@@ -1,0 +1,50 @@
+/* Packets: one immutable, reference-counted buffer per relayed message.
+ *
+ * A packet is made once when it enters the core (from a transport or the
+ * bus) and every recipient gets a reference, never a copy.  The reference
+ * count is atomic because references travel between worker threads (the
+ * in-process bus) and plugin threads. */
+#ifndef VCG_PACKET_H
+#define VCG_PACKET_H
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "vcgate/plugin.h"
+
+struct vcg_packet {
+  atomic_uint refs;
+  uint32_t len;
+  int32_t type;        /* PacketWrapper.packet_type */
+  int32_t media_type;  /* MediaPacket.media_type for MEDIA, else -1 */
+  uint64_t session_id; /* PacketWrapper.session_id after stamping */
+  uint8_t data[];
+};
+
+/* What the header decoder learned of a PacketWrapper. */
+typedef struct vcg__pw_header {
+  int type;
+  int media_type;      /* -1 unless MEDIA with a readable inner type */
+  uint64_t session_id;
+} vcg__pw_header_t;
+
+/* Decode and validate a PacketWrapper (protobuf-c).  Returns 0, or
+ * VCG_EINVAL for bytes that are not a valid PacketWrapper. */
+int vcg__pw_decode(const uint8_t *data, size_t len, vcg__pw_header_t *h);
+/* Make a packet from inbound bytes: when the header's session_id is 0 the
+ * sender's id is stamped by appending field 4 (protobuf's last-one-wins
+ * rule makes that equal to re-encoding, without re-encoding).  refs = 1. */
+vcg_packet_t *vcg__packet_from_wire(const uint8_t *data, size_t len,
+                                    const vcg__pw_header_t *h, uint64_t stamp_id);
+/* A packet holding exactly these bytes (bus input, already stamped). */
+vcg_packet_t *vcg__packet_copy(const uint8_t *data, size_t len,
+                               const vcg__pw_header_t *h);
+void vcg__packet_ref(vcg_packet_t *p);
+void vcg__packet_unref(vcg_packet_t *p);
+
+#define VCG_SYSTEM_USER "system-&^%$#@!"
+/* Server-made packets (protobuf-c encoded), refs = 1; NULL on ENOMEM. */
+vcg_packet_t *vcg__packet_session_assigned(uint64_t session_id);
+vcg_packet_t *vcg__packet_meeting(int event, const char *room, uint64_t start_ms,
+                                  const char *creator, uint64_t session_id);
+vcg_packet_t *vcg__packet_congestion(uint64_t session_id);
+#endif
