@@ -9,6 +9,10 @@
 #include "conf.h"
 #include "core.h"
 
+#ifndef VCG_PLUGIN_DIR
+#define VCG_PLUGIN_DIR "/usr/local/lib/vcgate"
+#endif
+
 #ifndef VCG_VERSION
 #define VCG_VERSION PACKAGE_VERSION
 #endif
@@ -36,8 +40,75 @@ static void usage(FILE *f) {
           "  -p DIR    look for plugins in DIR first (repeatable; also the colon-\n"
           "            separated VCGATE_PLUGIN_PATH)\n"
           "  -D        print the embedded default configuration and exit\n"
+          "  -P NAME   print the options of plugin NAME (or \"core\") with defaults\n"
           "  -V        print the version and exit\n"
           "  -h        this help\n");
+}
+
+/* Print an option table as libconfig settings with their defaults, ranges
+ * and docs: the reference for `vcgate -P NAME` and the README. */
+static void print_options(const char *group, const vcg_option_t *o) {
+  for (; o && o->name; o++) {
+    char val[256];
+    switch (o->type) {
+    case VCG_OPT_INT: snprintf(val, sizeof val, "%lld", (long long)o->def_int); break;
+    case VCG_OPT_BOOL: snprintf(val, sizeof val, "%s", o->def_int ? "true" : "false"); break;
+    case VCG_OPT_STRING: snprintf(val, sizeof val, "\"%s\"", o->def_str ? o->def_str : ""); break;
+    case VCG_OPT_STRLIST: {
+      size_t n = (size_t)snprintf(val, sizeof val, "[");
+      const char *d = o->def_str ? o->def_str : "";
+      for (const char *p = d; *p && n < sizeof val - 8; ) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        n += (size_t)snprintf(val + n, sizeof val - n, "%s\"%.*s\"", p == d ? "" : ", ", (int)l, p);
+        p += l + (e ? 1 : 0);
+      }
+      snprintf(val + n, sizeof val - n, "]");
+      break;
+    }
+    default: val[0] = '\0';
+    }
+    char range[80] = "";
+    if (o->type == VCG_OPT_INT)
+      snprintf(range, sizeof range, " [%lld..%lld]", (long long)o->min, (long long)o->max);
+    printf("  %s%s = %s;%*s# %s%s%s\n", group, o->name, val,
+           (int)(34 - (int)(strlen(group) + strlen(o->name) + strlen(val))) > 1
+             ? (int)(34 - (int)(strlen(group) + strlen(o->name) + strlen(val))) : 1, "",
+           o->doc ? o->doc : "", range, o->type == VCG_OPT_STRING && !o->def_str ? " (unset)" : "");
+  }
+}
+
+static int print_plugin(const char *name, const char *const *dirs) {
+  if (strcmp(name, "core") == 0) {
+    printf("core = {\n");
+    print_options("", vcg__core_options);
+    printf("};\n");
+    return 0;
+  }
+  char path[4096], err[1024];
+  const char *all[40];
+  size_t n = 0;
+  for (; dirs[n] && n < 38; n++) all[n] = dirs[n];
+  all[n++] = VCG_PLUGIN_DIR;
+  all[n] = NULL;
+  vcg__plugin_t *p = NULL;
+  if (vcg__plugin_find(name, all, path, sizeof path) != 0) {
+    fprintf(stderr, "vcgate: plugin '%s' not found\n", name);
+    return 1;
+  }
+  if (vcg__plugin_load(path, 0, &p, err, sizeof err) != 0) {
+    fprintf(stderr, "vcgate: %s\n", err);
+    return 1;
+  }
+  printf("# %s %s (%s plugin, ABI %u.%u): %s\n# %s\n", p->desc->name,
+         p->desc->version ? p->desc->version : "",
+         p->desc->kind == VCG_PLUGIN_TRANSPORT ? "transport" : "bus", p->desc->abi_major,
+         p->desc->abi_minor, p->desc->description ? p->desc->description : "", path);
+  printf("{ plugin = \"%s\";\n", p->desc->name);
+  print_options("", p->desc->options);
+  printf("}\n");
+  vcg__plugin_unload(p);
+  return 0;
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -121,17 +192,18 @@ static void log_stats(vcg__main_t *m) {
 }
 
 int main(int argc, char **argv) {
-  const char *file = NULL, *level = NULL;
+  const char *file = NULL, *level = NULL, *show = NULL;
   int check = 0;
   const char *dirs[34];
   size_t nd = 0;
   int opt;
-  while ((opt = getopt(argc, argv, "c:tl:p:DVh")) != -1) {
+  while ((opt = getopt(argc, argv, "c:tl:p:P:DVh")) != -1) {
     switch (opt) {
     case 'c': file = optarg; break;
     case 't': check = 1; break;
     case 'l': level = optarg; break;
     case 'p': if (nd < 16) dirs[nd++] = optarg; break;
+    case 'P': show = optarg; break;
     case 'D': fputs(vcg__default_config, stdout); return 0;
     case 'V': printf("vcgate %s (plugin ABI %d.%d)\n", VCG_VERSION, VCG_ABI_MAJOR, VCG_ABI_MINOR); return 0;
     case 'h': usage(stdout); return 0;
@@ -148,6 +220,11 @@ int main(int argc, char **argv) {
        tok = strtok_r(NULL, ":", &save))
     dirs[nd++] = tok;
   dirs[nd] = NULL;
+  if (show) {
+    int r = print_plugin(show, dirs);
+    free(envpath);
+    return r;
+  }
 
   static vcg__main_t m; /* lives for the whole process; static keeps it off the stack only */
   vcg__log_init(&m.log, 2);
