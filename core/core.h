@@ -73,6 +73,7 @@ struct vcg__worker {
   uv_mutex_t qlock;
   vcg__inbox_item_t *inbox_head, *inbox_tail;
   atomic_int cmd_drain, cmd_stop;
+  atomic_int finished;       /* set by the worker, read by main */
   int state;
   int start_rc;
   uv_sem_t started;          /* posted once start has finished */

@@ -132,7 +132,7 @@ static void on_worker_done(uv_async_t *a) {
   vcg__main_t *m = a->data;
   /* A worker's loop ended; when every one has, the main loop ends too. */
   unsigned done = 0;
-  for (unsigned i = 0; i < m->proc.nworkers; i++) done += m->proc.workers[i].state == VCG__STOPPED;
+  for (unsigned i = 0; i < m->proc.nworkers; i++) done += atomic_load(&m->proc.workers[i].finished) != 0;
   if (done < m->proc.nworkers) {
     /* One worker stopping (e.g. a failed start) stops the others. */
     if (!m->draining) {

@@ -142,6 +142,7 @@ static void worker_main(void *arg) {
   uv_sem_post(&w->started);
   if (rc != 0) begin_stop(w);
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  atomic_store(&w->finished, 1);
   uv_async_send(w->proc->done_async);
 }
 

@@ -12,13 +12,8 @@
 #include <vcgate/plugin.h>
 
 #include "hub.h"
+#include "tap.h"
 
-static int failures;
-
-static void check(int cond, const char *name) {
-  printf("%s - %s\n", cond ? "ok" : "not ok", name);
-  if (!cond) failures++;
-}
 
 /* ---- hub ---- */
 
@@ -30,25 +25,25 @@ static void count_cb(void *member, void *arg) {
 static void test_hub(void) {
   vcg__hub_t *hub;
   int a, b, c, n;
-  check(vcg__hub_new(&hub) == 0, "hub: new");
-  check(vcg__hub_join(hub, "r1", &a) == 0, "hub: join");
-  check(vcg__hub_join(hub, "r1", &a) == 0, "hub: join is idempotent");
+  CHECK(vcg__hub_new(&hub) == 0, "hub: new");
+  CHECK(vcg__hub_join(hub, "r1", &a) == 0, "hub: join");
+  CHECK(vcg__hub_join(hub, "r1", &a) == 0, "hub: join is idempotent");
   vcg__hub_join(hub, "r1", &b);
   vcg__hub_join(hub, "r1", &c);
   vcg__hub_join(hub, "r2", &b);
   n = 0;
-  check(vcg__hub_visit(hub, "r1", &a, count_cb, &n) == 2 && n == 2,
+  CHECK(vcg__hub_visit(hub, "r1", &a, count_cb, &n) == 2 && n == 2,
         "hub: visit skips the publisher, counts each member once");
   n = 0;
-  check(vcg__hub_visit(hub, "nope", NULL, count_cb, &n) == 0 && n == 0,
+  CHECK(vcg__hub_visit(hub, "nope", NULL, count_cb, &n) == 0 && n == 0,
         "hub: unknown room has no members");
-  check(vcg__hub_leave(hub, "r1", &c) == 0, "hub: leave");
-  check(vcg__hub_leave(hub, "r1", &c) == VCG_ENOENT, "hub: leave twice is ENOENT");
-  check(vcg__hub_room_count(hub) == 2, "hub: two rooms");
+  CHECK(vcg__hub_leave(hub, "r1", &c) == 0, "hub: leave");
+  CHECK(vcg__hub_leave(hub, "r1", &c) == VCG_ENOENT, "hub: leave twice is ENOENT");
+  CHECK(vcg__hub_room_count(hub) == 2, "hub: two rooms");
   vcg__hub_leave_all(hub, &b);
-  check(vcg__hub_room_count(hub) == 1, "hub: leave_all empties r2");
+  CHECK(vcg__hub_room_count(hub) == 1, "hub: leave_all empties r2");
   vcg__hub_leave(hub, "r1", &a);
-  check(vcg__hub_room_count(hub) == 0, "hub: last leave frees the room");
+  CHECK(vcg__hub_room_count(hub) == 0, "hub: last leave frees the room");
 
   /* Many rooms: forces the table to grow; every room stays findable. */
   char name[32];
@@ -63,9 +58,9 @@ static void test_hub(void) {
     vcg__hub_visit(hub, name, NULL, count_cb, &n);
     if (n != 1) ok = 0;
   }
-  check(ok && vcg__hub_room_count(hub) == 5000, "hub: 5000 rooms after growth");
+  CHECK(ok && vcg__hub_room_count(hub) == 5000, "hub: 5000 rooms after growth");
   vcg__hub_leave_all(hub, &a);
-  check(vcg__hub_room_count(hub) == 0, "hub: leave_all removes all rooms");
+  CHECK(vcg__hub_room_count(hub) == 0, "hub: leave_all removes all rooms");
   vcg__hub_join(hub, "left-over", &b);
   vcg__hub_free(hub);  /* frees a non-empty hub (checked under ASan) */
 }
@@ -97,13 +92,13 @@ static void test_plugin(void) {
     .bus_deliver_packet_ts = fake_deliver_packet_ts, .counter_add = fake_counter,
   };
   const vcg_plugin_t *pl = vcg_plugin_entry(VCG_ABI_MAJOR, VCG_ABI_MINOR);
-  check(pl != NULL && pl->kind == VCG_PLUGIN_BUS && pl->bus != NULL,
+  CHECK(pl != NULL && pl->kind == VCG_PLUGIN_BUS && pl->bus != NULL,
         "plugin: descriptor is a bus");
-  check(vcg_plugin_entry(VCG_ABI_MAJOR + 1, 0) == NULL,
+  CHECK(vcg_plugin_entry(VCG_ABI_MAJOR + 1, 0) == NULL,
         "plugin: refuses another ABI major");
   const vcg_bus_ops_t *ops = pl->bus;
   vcg_plugin_state_t *st = NULL;
-  check(ops->init(&host, NULL, &st) == 0, "plugin: init");
+  CHECK(ops->init(&host, NULL, &st) == 0, "plugin: init");
   vcg_worker_t w[3] = { { 0, 0, 0 }, { 1, 0, 0 }, { 2, 0, 0 } };
   vcg_instance_t *in[3];
   for (int i = 0; i < 3; i++) ops->start(&host, st, NULL, &w[i], &in[i]);
@@ -111,7 +106,7 @@ static void test_plugin(void) {
   struct vcg_packet p = { 1 };
   ops->room_join(in[0], "r");
   ops->publish(in[0], "r", 42, &p);
-  check(p.refs == 0 && w[0].delivered == 0,
+  CHECK(p.refs == 0 && w[0].delivered == 0,
         "plugin: single member publish only unrefs");
 
   ops->room_join(in[1], "r");
@@ -119,20 +114,20 @@ static void test_plugin(void) {
   ops->room_join(in[2], "other");
   p.refs = 1;
   ops->publish(in[0], "r", 42, &p);
-  check(p.refs == 0 && w[0].delivered == 0 && w[1].delivered == 1 &&
+  CHECK(p.refs == 0 && w[0].delivered == 0 && w[1].delivered == 1 &&
         w[2].delivered == 1,
         "plugin: each other worker gets one ref, never the publisher");
 
   ops->room_leave(in[1], "r");
   p.refs = 1;
   ops->publish(in[0], "r", 42, &p);
-  check(p.refs == 0 && w[1].delivered == 1 && w[2].delivered == 2,
+  CHECK(p.refs == 0 && w[1].delivered == 1 && w[2].delivered == 2,
         "plugin: a worker that left gets nothing");
 
   ops->stop(in[2], fake_stopped);
   p.refs = 1;
   ops->publish(in[0], "r", 42, &p);
-  check(p.refs == 0 && w[2].delivered == 2 && w[2].stopped == 1,
+  CHECK(p.refs == 0 && w[2].delivered == 2 && w[2].stopped == 1,
         "plugin: stop deregisters and calls cb once");
   ops->stop(in[0], fake_stopped);
   ops->stop(in[1], fake_stopped);
@@ -142,5 +137,5 @@ static void test_plugin(void) {
 int main(void) {
   test_hub();
   test_plugin();
-  return failures != 0;
+  return TAP_DONE();
 }

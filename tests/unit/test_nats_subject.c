@@ -11,51 +11,46 @@
 #include <vcgate/plugin.h>
 
 #include "subject.h"
+#include "tap.h"
 
-static int failures;
-
-static void check(int cond, const char *name) {
-  printf("%s - %s\n", cond ? "ok" : "not ok", name);
-  if (!cond) failures++;
-}
 
 int main(void) {
   char buf[64], room[32];
   uint64_t sid = 99;
 
-  check(vcg__nats_room_ok("lobby") && vcg__nats_room_ok("a.b") &&
+  CHECK(vcg__nats_room_ok("lobby") && vcg__nats_room_ok("a.b") &&
         vcg__nats_room_ok("r-1_x"), "room: plain names are accepted");
-  check(!vcg__nats_room_ok("") && !vcg__nats_room_ok(NULL),
+  CHECK(!vcg__nats_room_ok("") && !vcg__nats_room_ok(NULL),
         "room: empty is refused");
-  check(!vcg__nats_room_ok("a*") && !vcg__nats_room_ok(">") &&
+  CHECK(!vcg__nats_room_ok("a*") && !vcg__nats_room_ok(">") &&
         !vcg__nats_room_ok("a b") && !vcg__nats_room_ok("a\tb"),
         "room: wildcards and whitespace are refused");
-  check(!vcg__nats_room_ok(".a") && !vcg__nats_room_ok("a.") &&
+  CHECK(!vcg__nats_room_ok(".a") && !vcg__nats_room_ok("a.") &&
         !vcg__nats_room_ok("a..b"), "room: empty subject tokens are refused");
 
-  check(vcg__nats_subject(buf, sizeof(buf), "lobby", 18446744073709551615u, 0) > 0 &&
+  CHECK(vcg__nats_subject(buf, sizeof(buf), "lobby", 18446744073709551615u, 0) > 0 &&
         strcmp(buf, "room.lobby.18446744073709551615") == 0,
         "subject: room.{room}.{session_id}");
-  check(vcg__nats_subject(buf, sizeof(buf), "lobby", 0, 1) > 0 &&
+  CHECK(vcg__nats_subject(buf, sizeof(buf), "lobby", 0, 1) > 0 &&
         strcmp(buf, "room.lobby.*") == 0, "subject: wildcard room.{room}.*");
-  check(vcg__nats_subject(buf, 8, "lobby", 1, 0) == VCG_ENOBUFS,
+  CHECK(vcg__nats_subject(buf, 8, "lobby", 1, 0) == VCG_ENOBUFS,
         "subject: too small a buffer is ENOBUFS");
 
-  check(vcg__nats_parse_subject("room.lobby.42", room, sizeof(room), &sid) == 0 &&
+  CHECK(vcg__nats_parse_subject("room.lobby.42", room, sizeof(room), &sid) == 0 &&
         strcmp(room, "lobby") == 0 && sid == 42, "parse: room and session");
-  check(vcg__nats_parse_subject("room.a.b.7", room, sizeof(room), &sid) == 0 &&
+  CHECK(vcg__nats_parse_subject("room.a.b.7", room, sizeof(room), &sid) == 0 &&
         strcmp(room, "a.b") == 0 && sid == 7, "parse: a room with dots");
-  check(vcg__nats_parse_subject("room.lobby.system", room, sizeof(room), &sid) == 0 &&
+  CHECK(vcg__nats_parse_subject("room.lobby.system", room, sizeof(room), &sid) == 0 &&
         sid == 0, "parse: system events have origin 0");
-  check(vcg__nats_parse_subject("room.lobby.x1", room, sizeof(room), &sid) == VCG_EINVAL &&
+  CHECK(vcg__nats_parse_subject("room.lobby.x1", room, sizeof(room), &sid) == VCG_EINVAL &&
         vcg__nats_parse_subject("room.lobby", room, sizeof(room), &sid) == VCG_EINVAL &&
         vcg__nats_parse_subject("room..5", room, sizeof(room), &sid) == VCG_EINVAL &&
         vcg__nats_parse_subject("room.lobby.", room, sizeof(room), &sid) == VCG_EINVAL &&
         vcg__nats_parse_subject("health.x.1", room, sizeof(room), &sid) == VCG_EINVAL,
         "parse: other shapes are EINVAL");
-  check(vcg__nats_parse_subject("room.l.18446744073709551616", room, sizeof(room), &sid) == VCG_EINVAL,
+  CHECK(vcg__nats_parse_subject("room.l.18446744073709551616", room, sizeof(room), &sid) == VCG_EINVAL,
         "parse: session id overflow is EINVAL");
-  check(vcg__nats_parse_subject("room.a-very-long-room-name-indeed-yes.1", room, 8, &sid) == VCG_ENOBUFS,
+  CHECK(vcg__nats_parse_subject("room.a-very-long-room-name-indeed-yes.1", room, 8, &sid) == VCG_ENOBUFS,
         "parse: room longer than the buffer is ENOBUFS");
-  return failures != 0;
+  return TAP_DONE();
 }

@@ -1,0 +1,35 @@
+/*
+ * subject.h -- NATS subjects of the vcgate bus (PROTOCOL.md, "NATS").
+ *
+ * Packets are published to `room.{room}.{session_id}` and a node subscribes
+ * to `room.{room}.*`; room events use `room.{room}.system`.  These helpers
+ * are pure (no nats.c, no host) so tests/unit/test_nats_subject.c links
+ * subject.c alone.
+ */
+#ifndef VCG_NATS_SUBJECT_H
+#define VCG_NATS_SUBJECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* 1 when room can be embedded in a subject: non-empty, no whitespace or
+ * control bytes, no wildcard ('*', '>'), no empty token (leading, trailing
+ * or doubled '.').  The core validates room names already; this is the
+ * bus's own guard, since a wildcard in a room would subscribe to others'
+ * traffic. */
+int vcg__nats_room_ok(const char *room);
+
+/* Write `room.{room}.{session_id}` (or `room.{room}.*` when wildcard is
+ * set) into buf.  Returns the length, or VCG_ENOBUFS when buf is too
+ * small (nothing useful is written then). */
+int vcg__nats_subject(char *buf, size_t cap, const char *room,
+                      uint64_t session_id, int wildcard);
+
+/* Split a received subject `room.{room}.{token}` into the room (copied,
+ * NUL-terminated, into room/cap) and the origin session id: the decimal
+ * token, or 0 for `system`.  Returns 0, VCG_EINVAL for a subject of
+ * another shape, or VCG_ENOBUFS when the room does not fit. */
+int vcg__nats_parse_subject(const char *subject, char *room, size_t cap,
+                            uint64_t *session_id);
+
+#endif /* VCG_NATS_SUBJECT_H */
