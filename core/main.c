@@ -172,6 +172,33 @@ static void fini_plugin(vcg__plugin_conf_t *pc) {
   pc->loaded->inited = 0;
 }
 
+/* Plugin counters, summed over workers per instance, one line each. */
+static void log_counters(vcg__main_t *m, size_t ti) {
+  char line[1024];
+  size_t n = 0;
+  const char *name = NULL;
+  const char *seen[VCG__MAX_COUNTERS] = { 0 };
+  uint64_t sum[VCG__MAX_COUNTERS] = { 0 };
+  size_t ns = 0;
+  for (unsigned i = 0; i < m->proc.nworkers; i++) {
+    vcg__worker_t *w = &m->proc.workers[i];
+    vcg_worker_t *b = ti < w->ntransports ? &w->transports[ti] : &w->bus;
+    if (!b->pc) return;
+    name = b->pc->name;
+    for (int k = 0; k < VCG__MAX_COUNTERS && b->cname[k]; k++) {
+      size_t j = 0;
+      while (j < ns && strcmp(seen[j], b->cname[k]) != 0) j++;
+      if (j == ns) { if (ns == VCG__MAX_COUNTERS) continue; seen[ns++] = b->cname[k]; }
+      sum[j] += b->cval[k];
+    }
+  }
+  if (!ns) return;
+  for (size_t j = 0; j < ns && n < sizeof line - 64; j++)
+    n += (size_t)snprintf(line + n, sizeof line - n, "%s%s=%llu", j ? " " : "", seen[j],
+                          (unsigned long long)sum[j]);
+  vcg__logf(&m->log, VCG_LOG_INFO, name, 0, "counters: %s", line);
+}
+
 static void log_stats(vcg__main_t *m) {
   vcg__stats_t t = { 0 };
   for (unsigned i = 0; i < m->proc.nworkers; i++) {
@@ -189,6 +216,8 @@ static void log_stats(vcg__main_t *m) {
             (unsigned long long)t.packets_dropped, (unsigned long long)t.packets_malformed,
             (unsigned long long)t.slow_closed, (unsigned long long)t.bus_in,
             (unsigned long long)t.bus_out);
+  if (m->proc.nworkers == 0) return;
+  for (size_t i = 0; i <= m->proc.workers[0].ntransports; i++) log_counters(m, i);
 }
 
 int main(int argc, char **argv) {
