@@ -120,6 +120,7 @@ int vcg__worker_spawn(vcg__worker_t *w);
 void vcg__worker_request_drain(vcg__worker_t *w);
 void vcg__worker_request_stop(vcg__worker_t *w);
 void vcg__worker_join(vcg__worker_t *w);
+void vcg__worker_free(vcg__worker_t *w);
 void vcg__worker_session_gone(vcg__worker_t *w);
 
 /* host.c */

@@ -341,6 +341,7 @@ int main(int argc, char **argv) {
     uv_run(&m.loop, UV_RUN_DEFAULT);
   }
   if (spawned) log_stats(&m);
+  for (unsigned i = 0; i < spawned; i++) vcg__worker_free(&m.proc.workers[i]);
   for (size_t i = 0; i < cfg.ntransports; i++) fini_plugin(&cfg.transports[i]);
   fini_plugin(&cfg.bus);
   uv_loop_close(&m.loop);

@@ -166,6 +166,10 @@ void vcg__worker_join(vcg__worker_t *w) {
   if (rc != 0)
     vcg__logf(w->proc->log, VCG_LOG_WARN, "core", 0, "worker %u: loop closed with handles open",
               w->index);
+}
+
+/* Separate from join so main can read the counters of stopped workers. */
+void vcg__worker_free(vcg__worker_t *w) {
   vcg__rooms_free(&w->rooms);
   for (size_t i = 0; i < w->ntransports; i++) uv_mutex_destroy(&w->transports[i].clock);
   uv_mutex_destroy(&w->bus.clock);
