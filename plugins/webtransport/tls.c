@@ -1,0 +1,158 @@
+/*
+ * tls.c -- GnuTLS credentials and the generated development certificate.
+ * See tls.h.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/x509.h>
+#include <vcgate/plugin.h>
+
+#include "tls.h"
+
+/* ngtcp2's recommended TLS 1.3-only priority string for QUIC.  Chromium
+ * offers X25519MLKEM768 and X25519; GnuTLS 3.7.9 settles on X25519
+ * without a HelloRetryRequest. */
+static const char prio_string[] =
+  "%DISABLE_TLS13_COMPAT_MODE:NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:"
+  "+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-CCM:-GROUP-ALL:"
+  "+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1";
+
+static void hash_der(const gnutls_datum_t *der, char *hex) {
+  unsigned char h[32];
+  if (gnutls_hash_fast(GNUTLS_DIG_SHA256, der->data, der->size, h) != 0) {
+    hex[0] = '\0';
+    return;
+  }
+  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", h[i]);
+}
+
+static int fail(char *err, size_t errlen, const char *what, int grc) {
+  snprintf(err, errlen, "%s: %s", what, gnutls_strerror(grc));
+  return VCG_EINVAL;
+}
+
+/* Generate key and certificate and add them to cred; hex gets the hash. */
+static int generate(gnutls_certificate_credentials_t cred, char *hex,
+                    char *err, size_t errlen) {
+  gnutls_x509_privkey_t key = NULL;
+  gnutls_x509_crt_t crt = NULL;
+  gnutls_datum_t der = { NULL, 0 };
+  unsigned char serial[16];
+  static const char cn[] = "vcgate WebTransport development certificate";
+  static const unsigned char ip4[4] = { 127, 0, 0, 1 };
+  static const unsigned char ip6[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+  int rc = VCG_EINVAL, g;
+  time_t now = time(NULL);
+
+#define STEP(call, what)                                                   \
+  do {                                                                     \
+    if ((g = (call)) < 0) { rc = fail(err, errlen, what, g); goto out; }   \
+  } while (0)
+
+  STEP(gnutls_x509_privkey_init(&key), "privkey init");
+  /* ECDSA P-256: Chromium refuses RSA with serverCertificateHashes and
+   * offers no Ed25519 signature scheme. */
+  STEP(gnutls_x509_privkey_generate(key, GNUTLS_PK_ECDSA,
+                                    GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0),
+       "generate ECDSA key");
+  STEP(gnutls_x509_crt_init(&crt), "certificate init");
+  STEP(gnutls_x509_crt_set_version(crt, 3), "set version");
+  STEP(gnutls_rnd(GNUTLS_RND_NONCE, serial, sizeof(serial)), "random serial");
+  serial[0] &= 0x7f; /* a positive INTEGER */
+  serial[0] |= 0x01;
+  STEP(gnutls_x509_crt_set_serial(crt, serial, sizeof(serial)), "set serial");
+  /* Back-date by an hour against small clock skew; notAfter - notBefore
+   * stays well under Chromium's 14-day limit. */
+  STEP(gnutls_x509_crt_set_activation_time(crt, now - 3600), "set activation");
+  STEP(gnutls_x509_crt_set_expiration_time(crt, now + (time_t)VCG__WT_CERT_DAYS * 86400),
+       "set expiration");
+  STEP(gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn,
+                                     sizeof(cn) - 1), "set subject");
+  STEP(gnutls_x509_crt_set_key(crt, key), "set key");
+  STEP(gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME, "localhost", 9,
+                                            GNUTLS_FSAN_APPEND), "SAN localhost");
+  STEP(gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS, ip4, 4,
+                                            GNUTLS_FSAN_APPEND), "SAN 127.0.0.1");
+  STEP(gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS, ip6, 16,
+                                            GNUTLS_FSAN_APPEND), "SAN ::1");
+  STEP(gnutls_x509_crt_set_basic_constraints(crt, 0, -1), "basic constraints");
+  STEP(gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_DIGITAL_SIGNATURE), "key usage");
+  STEP(gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_SERVER, 0), "key purpose");
+  STEP(gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0), "self-sign");
+  STEP(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &der), "export DER");
+  hash_der(&der, hex);
+  STEP(gnutls_certificate_set_x509_key(cred, &crt, 1, key), "install certificate");
+  rc = 0;
+#undef STEP
+out:
+  if (der.data) gnutls_free(der.data);
+  if (crt) gnutls_x509_crt_deinit(crt);
+  if (key) gnutls_x509_privkey_deinit(key);
+  return rc;
+}
+
+int vcg__wt_tls_init(vcg__wt_tls_t *t, const char *cert_file,
+                     const char *key_file, char *err, size_t errlen) {
+  int g, rc;
+  memset(t, 0, sizeof(*t));
+  if ((g = gnutls_certificate_allocate_credentials(&t->cred)) < 0)
+    return fail(err, errlen, "credentials", g);
+  if (cert_file && key_file) {
+    g = gnutls_certificate_set_x509_key_file(t->cred, cert_file, key_file,
+                                             GNUTLS_X509_FMT_PEM);
+    if (g < 0) {
+      rc = fail(err, errlen, cert_file, g);
+      goto bad;
+    }
+    gnutls_datum_t der;
+    if (gnutls_certificate_get_crt_raw(t->cred, 0, 0, &der) == 0) hash_der(&der, t->hash_hex);
+  } else {
+    if ((rc = generate(t->cred, t->hash_hex, err, errlen)) != 0) goto bad;
+    t->generated = 1;
+  }
+  if ((g = gnutls_priority_init(&t->prio, prio_string, NULL)) < 0) {
+    rc = fail(err, errlen, "priority string", g);
+    goto bad;
+  }
+  return 0;
+bad:
+  gnutls_certificate_free_credentials(t->cred);
+  memset(t, 0, sizeof(*t));
+  return rc;
+}
+
+void vcg__wt_tls_free(vcg__wt_tls_t *t) {
+  if (t->prio) gnutls_priority_deinit(t->prio);
+  if (t->cred) gnutls_certificate_free_credentials(t->cred);
+  memset(t, 0, sizeof(*t));
+}
+
+int vcg__wt_tls_check_files(const char *cert_file, const char *key_file,
+                            char *err, size_t errlen) {
+  gnutls_certificate_credentials_t c;
+  int g = gnutls_certificate_allocate_credentials(&c);
+  if (g < 0) return fail(err, errlen, "credentials", g);
+  g = gnutls_certificate_set_x509_key_file(c, cert_file, key_file, GNUTLS_X509_FMT_PEM);
+  gnutls_certificate_free_credentials(c);
+  if (g < 0) return fail(err, errlen, "tls_cert/tls_key", g);
+  return 0;
+}
+
+int vcg__wt_tls_session_new(const vcg__wt_tls_t *t, gnutls_session_t *out) {
+  static const gnutls_datum_t alpn = { (unsigned char *)"h3", 2 };
+  gnutls_session_t s;
+  if (gnutls_init(&s, GNUTLS_SERVER |
+                      GNUTLS_NO_AUTO_SEND_TICKET | GNUTLS_NO_END_OF_EARLY_DATA) < 0)
+    return VCG_ENOMEM;
+  if (gnutls_priority_set(s, t->prio) < 0 ||
+      gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, t->cred) < 0 ||
+      gnutls_alpn_set_protocols(s, &alpn, 1, GNUTLS_ALPN_MANDATORY) < 0) {
+    gnutls_deinit(s);
+    return VCG_EINVAL;
+  }
+  *out = s;
+  return 0;
+}
