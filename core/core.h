@@ -87,6 +87,15 @@ struct vcg__worker {
   vcg__stats_t stats;
 };
 
+#define VCG__MAX_INFO 64
+/* Facts plugins publish for each other (host->info_set / info_get). */
+typedef struct vcg__info {
+  uv_mutex_t lock;
+  size_t n;
+  char *key[VCG__MAX_INFO];
+  char *val[VCG__MAX_INFO];
+} vcg__info_t;
+
 struct vcg__process {
   vcg__config_t *cfg;
   vcg__log_t *log;
@@ -96,6 +105,7 @@ struct vcg__process {
   unsigned nworkers;
   uv_async_t *done_async;    /* main loop: a worker finished */
   atomic_int workers_done;
+  vcg__info_t info;
 };
 
 /* session.c */
@@ -124,6 +134,11 @@ void vcg__worker_free(vcg__worker_t *w);
 void vcg__worker_session_gone(vcg__worker_t *w);
 
 /* host.c */
+/* host->log(NULL, ...) during configure/init, before any worker exists,
+ * writes to this logger; main sets it once before loading plugins. */
+void vcg__host_set_main_log(vcg__log_t *l);
+int vcg__info_init(vcg__info_t *in);
+void vcg__info_free(vcg__info_t *in);
 extern const vcg_host_api_t vcg__host_api;
 void vcg__counter_add(vcg_worker_t *b, const char *name, uint64_t v);
 #endif

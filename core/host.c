@@ -1,15 +1,23 @@
 /* The host API table handed to plugins: thin, checked wrappers around the
  * core's subsystems.  The vcg_worker_t a plugin holds is its binding. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "core.h"
 
+/* The one piece of process state host.c keeps: the logger for the calls a
+ * plugin makes before it has a worker (configure, init).  Set once by main
+ * before any plugin runs; read-only afterwards. */
+static vcg__log_t *main_log;
+void vcg__host_set_main_log(vcg__log_t *l) { main_log = l; }
+
 static void h_log(vcg_worker_t *b, vcg_session_t *s, int level, const char *fmt, ...) {
-  vcg__log_t *l = b->core->proc->log;
+  vcg__log_t *l = b ? b->core->proc->log : main_log;
+  if (!l) return;
   if (!vcg__log_on(l, level)) return;
   va_list ap;
   va_start(ap, fmt);
-  vcg__logv(l, level, b->pc ? b->pc->name : "plugin", s ? s->id : 0, fmt, ap);
+  vcg__logv(l, level, b && b->pc ? b->pc->name : "plugin", s ? s->id : 0, fmt, ap);
   va_end(ap);
 }
 
@@ -44,6 +52,49 @@ void vcg__counter_add(vcg_worker_t *b, const char *name, uint64_t v) {
   uv_mutex_unlock(&b->clock);
 }
 
+int vcg__info_init(vcg__info_t *in) {
+  memset(in, 0, sizeof *in);
+  return uv_mutex_init(&in->lock);
+}
+
+void vcg__info_free(vcg__info_t *in) {
+  for (size_t i = 0; i < in->n; i++) { free(in->key[i]); free(in->val[i]); }
+  uv_mutex_destroy(&in->lock);
+  memset(in, 0, sizeof *in);
+}
+
+static int h_info_set(vcg_worker_t *b, const char *key, const char *value) {
+  vcg__info_t *in = &b->core->proc->info;
+  if (!key || !value || strlen(value) > 1024) return VCG_EINVAL;
+  int rc = 0;
+  uv_mutex_lock(&in->lock);
+  size_t i = 0;
+  while (i < in->n && strcmp(in->key[i], key) != 0) i++;
+  char *v = strdup(value);
+  if (!v) rc = VCG_ENOMEM;
+  else if (i < in->n) { free(in->val[i]); in->val[i] = v; }
+  else if (in->n == VCG__MAX_INFO) { free(v); rc = VCG_ENOBUFS; }
+  else if (!(in->key[i] = strdup(key))) { free(v); rc = VCG_ENOMEM; }
+  else { in->val[i] = v; in->n++; }
+  uv_mutex_unlock(&in->lock);
+  return rc;
+}
+
+static int h_info_get(vcg_worker_t *b, const char *key, char *buf, size_t len) {
+  vcg__info_t *in = &b->core->proc->info;
+  int rc = VCG_ENOENT;
+  uv_mutex_lock(&in->lock);
+  for (size_t i = 0; i < in->n; i++) {
+    if (strcmp(in->key[i], key) != 0) continue;
+    size_t n = strlen(in->val[i]);
+    if (n >= len) rc = VCG_ENOBUFS;
+    else { memcpy(buf, in->val[i], n + 1); rc = 0; }
+    break;
+  }
+  uv_mutex_unlock(&in->lock);
+  return rc;
+}
+
 const vcg_host_api_t vcg__host_api = {
   .size = sizeof(vcg_host_api_t),
   .abi_major = VCG_ABI_MAJOR,
@@ -69,4 +120,6 @@ const vcg_host_api_t vcg__host_api = {
   .bus_deliver_packet_ts = vcg__bus_deliver_packet_ts,
   .counter_add = vcg__counter_add,
   .counter_add_ts = vcg__counter_add,
+  .info_set = h_info_set,
+  .info_get = h_info_get,
 };

@@ -257,6 +257,8 @@ int main(int argc, char **argv) {
 
   static vcg__main_t m; /* lives for the whole process; static keeps it off the stack only */
   vcg__log_init(&m.log, 2);
+  vcg__host_set_main_log(&m.log);
+  vcg__info_init(&m.proc.info);
   vcg__config_t cfg;
   vcg__errs_t errs = { 0 };
   int nerr = vcg__config_load(&cfg, file, file ? NULL : vcg__default_config, dirs, &errs);
@@ -347,6 +349,7 @@ int main(int argc, char **argv) {
   uv_loop_close(&m.loop);
   free(m.proc.workers);
   vcg__limits_free(&m.proc.limits);
+  vcg__info_free(&m.proc.info);
   vcg__config_free(&cfg);
   free(envpath);
   vcg__logf(&m.log, VCG_LOG_INFO, "core", 0, "stopped");

@@ -404,6 +404,7 @@ static int ws_conn_close_now(ws_conn_t *c, int code, const char *reason) {
 
 static const char *ws_status_text(unsigned status) {
   switch (status) {
+  case 200: return "OK";
   case 400: return "Bad Request";
   case 403: return "Forbidden";
   case 404: return "Not Found";
@@ -421,25 +422,33 @@ static const char *ws_status_text(unsigned status) {
  * and, on the upgrade path (where lws never parsed it), answers
  * "HTTP/1.0", which WebSocket clients refuse to read.  Returns 0 or -1 when
  * the connection must be dropped. */
-static int ws_http_reply(struct lws *wsi, unsigned status, const char *body) {
-  uint8_t buf[LWS_PRE + 1024];
+static int ws_http_reply_typed(struct lws *wsi, unsigned status, const char *ctype,
+                               const char *body) {
+  uint8_t buf[LWS_PRE + 2048];
   char *start = (char *)buf + LWS_PRE;
   size_t cap = sizeof(buf) - LWS_PRE;
-  int blen = (int)strnlen(body, 512), n;
+  int blen = (int)strnlen(body, 1536), n;
 
+  /* Any origin may read these small public answers (a page served from
+   * elsewhere fetches the WebTransport certificate hash). */
   n = snprintf(start, cap,
                "HTTP/1.1 %u %s\r\n"
-               "content-type: text/plain; charset=utf-8\r\n"
+               "content-type: %s\r\n"
                "content-length: %d\r\n"
+               "access-control-allow-origin: *\r\n"
                "connection: close\r\n"
                "cache-control: no-store\r\n"
                "\r\n%.*s\n",
-               status, ws_status_text(status), blen + 1, blen, body);
+               status, ws_status_text(status), ctype, blen + 1, blen, body);
   if (n < 0 || (size_t)n >= cap)
     return -1;
   n = lws_write(wsi, (unsigned char *)start, (size_t)n,
                 LWS_WRITE_HTTP_HEADERS);
   return n < 0 ? -1 : 0;
+}
+
+static int ws_http_reply(struct lws *wsi, unsigned status, const char *body) {
+  return ws_http_reply_typed(wsi, status, "text/plain; charset=utf-8", body);
 }
 
 /* ---------------------------------------------------------- routing */
@@ -456,12 +465,37 @@ typedef int (*ws_route_fn)(vcg_instance_t *inst, struct lws *wsi,
 static int ws_route_lobby(vcg_instance_t *inst, struct lws *wsi,
                           const char *path, int upgrade);
 
+static int ws_route_wellknown(vcg_instance_t *inst, struct lws *wsi,
+                              const char *path, int upgrade);
+
 static const struct ws_http_route {
   const char *prefix;   /* matches path == prefix or path starting prefix/ */
   ws_route_fn handler;
 } ws_http_routes[] = {
   { "/lobby", ws_route_lobby },
+  { "/.well-known/vcgate", ws_route_wellknown },
 };
+
+/* GET /.well-known/vcgate/webtransport: where the WebTransport listener of
+ * this process is and the SHA-256 of its certificate, so a page on the
+ * same host can connect with serverCertificateHashes to a generated
+ * development certificate.  Both facts are published by the webtransport
+ * plugin through host->info_set(). */
+static int ws_route_wellknown(vcg_instance_t *inst, struct lws *wsi,
+                              const char *path, int upgrade) {
+  char url[256], hash[160], body[1024];
+  if (upgrade || strcmp(path, "/.well-known/vcgate/webtransport") != 0)
+    return ws_http_reply(wsi, 404, "not found") ? -1 : 1;
+  if (inst->host->info_get(inst->w, "webtransport.url", url, sizeof(url)) != 0 ||
+      inst->host->info_get(inst->w, "webtransport.cert_sha256", hash, sizeof(hash)) != 0)
+    return ws_http_reply(wsi, 404, "webtransport is not enabled") ? -1 : 1;
+  /* Values come from our own plugin (hex and an address): no escaping. */
+  snprintf(body, sizeof(body),
+           "{\"url\":\"%s\",\"lobby\":\"%s/lobby\","
+           "\"serverCertificateHashes\":[{\"algorithm\":\"sha-256\",\"value\":\"%s\"}]}",
+           url, url, hash);
+  return ws_http_reply_typed(wsi, 200, "application/json", body) ? -1 : 1;
+}
 
 static int ws_route(vcg_instance_t *inst, struct lws *wsi, const char *path,
                     int upgrade) {

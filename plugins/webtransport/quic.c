@@ -1133,9 +1133,17 @@ static int lis_open(vcg_instance_t *inst, wt_listener_t *l, const char *spec) {
   uv_send_buffer_size((uv_handle_t *)&l->udp, &(int){ 4 << 20 });
   uv_recv_buffer_size((uv_handle_t *)&l->udp, &(int){ 4 << 20 });
   if ((rc = uv_udp_recv_start(&l->udp, on_alloc, on_recv)) != 0) return rc;
-  if (inst->host->worker_index(inst->w) == 0)
+  if (inst->host->worker_index(inst->w) == 0) {
+    char url[128], have[8];
+    vcg__wt_addr_str((struct sockaddr *)&l->addr, where, sizeof(where));
     inst->host->log(inst->w, NULL, VCG_LOG_INFO, "listening on https://%s (webtransport, udp)",
-                    vcg__wt_addr_str((struct sockaddr *)&l->addr, where, sizeof(where)));
+                    where);
+    /* The first listener is the one pages are told about (GET
+     * /.well-known/vcgate/webtransport on the WebSocket listener). */
+    snprintf(url, sizeof(url), "https://%s", where);
+    if (inst->host->info_get(inst->w, "webtransport.url", have, sizeof(have)) == VCG_ENOENT)
+      inst->host->info_set(inst->w, "webtransport.url", url);
+  }
   return 0;
 }
 

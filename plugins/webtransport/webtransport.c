@@ -138,6 +138,7 @@ static int wt_start(const vcg_host_api_t *host, vcg_plugin_state_t *st,
     return rc;
   }
   if (host->worker_index(w) == 0) {
+    host->info_set(w, "webtransport.cert_sha256", st->tls.hash_hex);
     host->log(w, NULL, VCG_LOG_INFO, "certificate sha-256 %s (%s)", st->tls.hash_hex,
               st->tls.generated ? "generated, valid 10 days: pass it as serverCertificateHashes"
                                 : "from tls_cert");

@@ -73,7 +73,7 @@ extern "C" {
 #endif
 
 #define VCG_ABI_MAJOR 1
-#define VCG_ABI_MINOR 0
+#define VCG_ABI_MINOR 1
 
 #define VCG_PLUGIN_ENTRY "vcg_plugin_entry"
 
@@ -186,7 +186,9 @@ typedef struct vcg_host_api {
   uint16_t abi_major, abi_minor;
 
   /* Log a line prefixed with the plugin's name (and the session id when
-   * s != NULL).  Cheap when the level is filtered out. */
+   * s != NULL).  Cheap when the level is filtered out.  w may be NULL on
+   * the main thread during configure() and init() (ABI 1.1), when no
+   * worker exists yet; the line is then prefixed "plugin". */
   void (*log)(vcg_worker_t *w, vcg_session_t *s, int level,
               const char *fmt, ...) VCG_PRINTF(4, 5);
   int (*log_enabled)(vcg_worker_t *w, int level);
@@ -257,6 +259,16 @@ typedef struct vcg_host_api {
   void (*counter_add)(vcg_worker_t *w, const char *name, uint64_t v);
   /* THREAD-SAFE variant. */
   void (*counter_add_ts)(vcg_worker_t *w, const char *name, uint64_t v);
+
+  /* ---- ABI 1.1: process-wide facts ---- */
+  /* One plugin publishes a fact for others, e.g. the WebTransport plugin
+   * its URL and certificate hash, which the WebSocket listener serves to
+   * pages as JSON.  Keys are "plugin.fact"; key and value are copied (at
+   * most 64 keys, values up to 1024 bytes).  THREAD-SAFE. */
+  int (*info_set)(vcg_worker_t *w, const char *key, const char *value);
+  /* Copy the value of key into buf: 0, VCG_ENOENT when unset, VCG_ENOBUFS
+   * when buf is too small.  THREAD-SAFE. */
+  int (*info_get)(vcg_worker_t *w, const char *key, char *buf, size_t len);
 } vcg_host_api_t;
 
 /* ------------------------------------------------------------ vtables */
