@@ -409,6 +409,9 @@ static void nats_connect_work(uv_work_t *req) {
     snprintf(inst->connect_err, sizeof(inst->connect_err), "%s",
              e != NULL ? e : natsStatus_GetText(inst->connect_status));
   }
+  /* This is a libuv pool thread, not one of nats.c's: the error stack
+   * nats.c keeps per thread must be released here or it leaks. */
+  nats_ReleaseThreadMemory();
 }
 
 static void nats_maybe_finish(vcg_instance_t *inst);
@@ -552,6 +555,9 @@ static void nats_closed_cb(uv_handle_t *h) {
   vcg_worker_t *w = inst->w;
   vcg_stopped_cb cb = inst->stop_cb;
   nats_free(inst);
+  /* The worker thread called nats.c (publish, subscribe): release the
+   * thread-local memory nats.c keeps for it. */
+  nats_ReleaseThreadMemory();
   cb(w);
 }
 

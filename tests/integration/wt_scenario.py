@@ -1,0 +1,581 @@
+#!/usr/bin/env python3
+"""WebTransport scenarios against headless chromium.
+
+test_webtransport.py runs `wt_scenario.py NAME` inside a private network
+namespace (`unshare -n`, loopback up), so that vcgate, the page server and
+chromium see nothing but 127.0.0.1.  Each scenario starts its own vcgate
+(websocket + webtransport + inproc), its own browser (wt_browser.js) and, where
+needed, python3-websockets clients, and exits 0 on success.  Every wait is
+bounded.  Output ends with `ok - NAME` or `not ok - NAME: reason`.
+"""
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness as h  # noqa: E402
+
+SYSTEM = h.SYSTEM_USER
+
+
+class Browser:
+    """wt_browser.js as a subprocess: one JSON command per line."""
+
+    def __init__(self, log_path):
+        self.log_path = log_path
+        self.proc = None
+        self.seq = 0
+        self.waiters = {}
+        self.reader = None
+
+    async def start(self, timeout=30):
+        logf = open(self.log_path, "wb")
+        env = dict(os.environ)
+        self.proc = await asyncio.create_subprocess_exec(
+            "node", os.path.join(HERE, "wt_browser.js"),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=logf, env=env, limit=64 << 20)
+        logf.close()
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        msg = json.loads(line or b"{}")
+        if not msg.get("ready"):
+            raise h.TestFailure("browser did not start: %r; log:\n%s" % (msg, self.log()))
+        self.reader = asyncio.ensure_future(self._read())
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-3000:]
+        except OSError:
+            return ""
+
+    async def _read(self):
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                break
+            m = json.loads(line)
+            fut = self.waiters.pop(m.get("id"), None)
+            if fut and not fut.done():
+                fut.set_result(m)
+        for fut in self.waiters.values():
+            if not fut.done():
+                fut.set_exception(h.TestFailure("browser exited; log:\n" + self.log()))
+
+    async def call(self, fn, *args, timeout=20):
+        self.seq += 1
+        fut = asyncio.get_running_loop().create_future()
+        self.waiters[self.seq] = fut
+        self.proc.stdin.write((json.dumps({"id": self.seq, "fn": fn, "args": list(args)}) + "\n").encode())
+        await self.proc.stdin.drain()
+        m = await asyncio.wait_for(fut, timeout)
+        if "error" in m:
+            raise h.TestFailure("%s%r failed in the page: %s" % (fn, args[:2], m["error"]))
+        return m["result"]
+
+    async def close(self):
+        if not self.proc:
+            return
+        try:
+            self.proc.stdin.close()
+            await asyncio.wait_for(self.proc.wait(), 15)
+        except (asyncio.TimeoutError, Exception):
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
+        if self.reader:
+            self.reader.cancel()
+
+
+class Gateway:
+    """vcgate with one websocket and one webtransport listener."""
+
+    def __init__(self, workers=1, wt_opts=None, core=None):
+        self.ws_port = h.free_port()
+        self.wt_port = h.free_port(socket.SOCK_DGRAM)
+        self.dir = h.tmpdir("vcgate-wt-")
+        self.hash_file = os.path.join(self.dir, "cert.sha256")
+        wt = {"plugin": "webtransport", "listen": "127.0.0.1:%d" % self.wt_port,
+              "cert_hash_file": self.hash_file}
+        wt.update(wt_opts or {})
+        c = {"log_level": "info", "workers": workers}
+        c.update(core or {})
+        self.srv = h.start_vcgate(core=c, transports=[h.ws_transport(self.ws_port), wt])
+        with open(self.hash_file) as f:
+            self.hash = f.read().strip()
+        if len(self.hash) != 64:
+            raise h.TestFailure("cert_hash_file holds %r" % self.hash)
+
+    def url(self, user, room):
+        return "https://127.0.0.1:%d/lobby/%s/%s" % (self.wt_port, user, room)
+
+    def stop(self):
+        self.srv.stop()
+
+
+class WtSession:
+    """One WebTransport session in the page, with its received packets."""
+
+    def __init__(self, br, sid, user, room):
+        self.br = br
+        self.id = sid
+        self.user = user
+        self.room = room
+        self.packets = []        # (channel, Packet) in arrival order
+        self.session_id = None
+        self.closed = None
+        self.stream_errors = 0
+
+    async def open(self, gw, expect_ok=True):
+        r = await self.br.call("wtOpen", self.id, gw.url(self.user, self.room), gw.hash)
+        if expect_ok and not r.get("ok"):
+            raise h.TestFailure("%s: WebTransport did not open: %s" % (self.id, r.get("error")))
+        if not r.get("ok"):
+            return r
+        # The first packets come on uni streams, after the 200.  Each has its
+        # own stream and QUIC does not order streams, so either may be first.
+        await self.wait_for(lambda: len(self.packets) >= 2, 10, "SESSION_ASSIGNED and MEETING_STARTED")
+        first = sorted(self.packets[:2], key=lambda cp: cp[1].packet_type != h.PT_SESSION_ASSIGNED)
+        (ch0, p0), (ch1, p1) = first
+        if p0.packet_type != h.PT_SESSION_ASSIGNED or p0.user_id != SYSTEM or not p0.session_id:
+            raise h.TestFailure("%s: first packet %r, not SESSION_ASSIGNED" % (self.id, p0))
+        if p1.packet_type != h.PT_MEETING or h.decode_fields(p1.data).get(1) != h.EV_MEETING_STARTED:
+            raise h.TestFailure("%s: second packet %r, not MEETING_STARTED" % (self.id, p1))
+        if ch0 != "stream" or ch1 != "stream":
+            raise h.TestFailure("%s: first packets came on %s/%s, not uni streams" % (self.id, ch0, ch1))
+        self.session_id = p0.session_id
+        del self.packets[:2]
+        return r
+
+    async def poll(self):
+        r = await self.br.call("wtInbox", self.id)
+        for m in r["inbox"]:
+            self.packets.append((m["ch"], h.Packet(base64.b64decode(m["data"]))))
+        self.closed = r["closed"]
+        self.stream_errors = r["streamErrors"]
+
+    async def wait_for(self, pred, timeout, what):
+        deadline = time.monotonic() + timeout
+        while True:
+            await self.poll()
+            if pred():
+                return
+            if time.monotonic() > deadline:
+                raise h.TestFailure("%s: no %s within %ss (have %d packets, closed %r)"
+                                    % (self.id, what, timeout, len(self.packets), self.closed))
+            await asyncio.sleep(0.05)
+
+    def client_packets(self):
+        return [(ch, p) for ch, p in self.packets if p.user_id != SYSTEM]
+
+    async def send_stream(self, raw):
+        await self.br.call("wtSendStream", self.id, base64.b64encode(raw).decode())
+
+    async def send_dgram(self, raw):
+        await self.br.call("wtSendDgram", self.id, base64.b64encode(raw).decode())
+
+
+def tag(sender, channel, seq):
+    return ("tag:%s:%s:%d" % (sender, channel, seq)).encode()
+
+
+def untag(p):
+    if p.packet_type == h.PT_MEDIA:
+        d = h.decode_fields(p.data).get(3, b"")
+    else:
+        d = p.data
+    if not d.startswith(b"tag:"):
+        return None
+    return d.decode()
+
+
+# ---------------------------------------------------------------- scenarios
+
+async def scenario_relay():
+    """Two browser sessions and a WebSocket client in one room: packets
+    cross both ways on uni streams and datagrams, each exactly once, never
+    back to the sender; MEDIA arrives on streams, small control packets as
+    datagrams."""
+    gw = Gateway()
+    br = Browser(os.path.join(gw.dir, "browser.log"))
+    ws = None
+    try:
+        await br.start()
+        a = WtSession(br, "a", "wta", "room1")
+        b = WtSession(br, "b", "wtb", "room1")
+        await a.open(gw)
+        await b.open(gw)
+        ws = await h.Client.connect(gw.ws_port, "wsc", "room1")
+        n = 8
+        expected = {"a": set(), "b": set(), "ws": set()}
+        for seq in range(n):
+            for s in (a, b):
+                t = tag(s.id, "stream", seq)
+                await s.send_stream(h.encode_wrapper(h.PT_MEDIA, s.user.encode(),
+                                                     h.encode_media(h.MT_VIDEO, t)))
+                t2 = tag(s.id, "dgram", seq)
+                await s.send_dgram(h.encode_wrapper(h.PT_AES_KEY, s.user.encode(), t2))
+                for other in ("a", "b", "ws"):
+                    if other != s.id:
+                        expected[other].update({t.decode(), t2.decode()})
+            t = tag("ws", "media", seq)
+            await ws.send(h.PT_MEDIA, h.encode_media(h.MT_VIDEO, t))
+            t2 = tag("ws", "key", seq)
+            await ws.send(h.PT_AES_KEY, t2)
+            expected["a"].update({t.decode(), t2.decode()})
+            expected["b"].update({t.decode(), t2.decode()})
+            await asyncio.sleep(0.01)
+        for s in (a, b):
+            await s.wait_for(lambda s=s: len([1 for _, p in s.client_packets() if untag(p)]) >= len(expected[s.id]),
+                             15, "%d relayed packets" % len(expected[s.id]))
+        got_ws = await ws.collect(len(expected["ws"]), 10, quiet=0.5)
+        await asyncio.sleep(0.5)
+        for s in (a, b):
+            await s.poll()
+            tags = [untag(p) for _, p in s.client_packets() if untag(p)]
+            if len(tags) != len(set(tags)):
+                raise h.TestFailure("%s received duplicates" % s.id)
+            if set(tags) != expected[s.id]:
+                raise h.TestFailure("%s: missing %s, unexpected %s" % (
+                    s.id, sorted(expected[s.id] - set(tags))[:5], sorted(set(tags) - expected[s.id])[:5]))
+            for ch, p in s.client_packets():
+                want = "stream" if p.packet_type == h.PT_MEDIA else "dgram"
+                if ch != want:
+                    raise h.TestFailure("%s: %r came on %s, not %s" % (s.id, p, ch, want))
+                if p.session_id == 0:
+                    raise h.TestFailure("%s: relayed packet without a session id" % s.id)
+            if s.stream_errors:
+                raise h.TestFailure("%s: %d incoming streams failed" % (s.id, s.stream_errors))
+        tags = [untag(p) for p in got_ws if untag(p)]
+        if len(tags) != len(set(tags)) or set(tags) != expected["ws"]:
+            raise h.TestFailure("ws: got %d (%d unique), want %d; missing %s" % (
+                len(tags), len(set(tags)), len(expected["ws"]),
+                sorted(expected["ws"] - set(tags))[:5]))
+        print("relay: %d packets to each browser session, %d to the WebSocket client, "
+              "streams and datagrams, no duplicates, none to the sender" % (
+                  len(expected["a"]), len(expected["ws"])))
+    finally:
+        if ws:
+            await ws.close()
+        await br.close()
+        gw.stop()
+
+
+async def scenario_big():
+    """A 256 KiB packet crosses intact in both directions: browser uni
+    stream to the WebSocket client and another browser session, and from
+    the WebSocket client to both browser sessions."""
+    gw = Gateway()
+    br = Browser(os.path.join(gw.dir, "browser.log"))
+    ws = None
+    try:
+        await br.start()
+        a = WtSession(br, "a", "biga", "bigroom")
+        b = WtSession(br, "b", "bigb", "bigroom")
+        await a.open(gw)
+        await b.open(gw)
+        ws = await h.Client.connect(gw.ws_port, "bigws", "bigroom")
+        blob = bytes((i * 7 + i // 251) & 0xff for i in range(256 * 1024))
+        raw_a = h.encode_wrapper(h.PT_MEDIA, b"biga", h.encode_media(h.MT_VIDEO, b"A" + blob))
+        await a.send_stream(raw_a)
+        raw_w = await ws.send(h.PT_MEDIA, h.encode_media(h.MT_VIDEO, b"W" + blob))
+        await b.wait_for(lambda: len(b.client_packets()) >= 2, 20, "two 256 KiB packets")
+        await a.wait_for(lambda: len(a.client_packets()) >= 1, 20, "one 256 KiB packet")
+        got = await ws.collect(1, 20, quiet=0.3)
+        def media_payload(p):
+            return h.decode_fields(p.data).get(3, b"")
+        pb = sorted(media_payload(p) for _, p in b.client_packets())
+        if pb != sorted([b"A" + blob, b"W" + blob]):
+            raise h.TestFailure("browser b: 256 KiB packets differ (sizes %s)" % [len(x) for x in pb])
+        if [media_payload(p) for _, p in a.client_packets()] != [b"W" + blob]:
+            raise h.TestFailure("browser a: did not get the WebSocket client's 256 KiB packet intact")
+        if len(got) != 1 or media_payload(got[0]) != b"A" + blob:
+            raise h.TestFailure("WebSocket client: %d packets, first %d bytes" % (
+                len(got), len(media_payload(got[0])) if got else 0))
+        if any(ch != "stream" for _, p in b.client_packets() for ch in [_]):
+            raise h.TestFailure("a large packet came as a datagram")
+        del raw_a, raw_w
+        print("big: 256 KiB packets crossed browser->browser, browser->ws, ws->browser intact")
+    finally:
+        if ws:
+            await ws.close()
+        await br.close()
+        gw.stop()
+
+
+async def scenario_close():
+    """Close in both directions, with codes and reasons: a browser's
+    close(4000, "bye") reaches the server (log) and ends the session there;
+    an oversized packet makes the server close the session with 1009
+    "message too big"; SIGTERM closes a live session with 1001 "server
+    shutting down"; a closed user can rejoin."""
+    gw = Gateway(core={"max_message_size": 65536})
+    br = Browser(os.path.join(gw.dir, "browser.log"))
+    try:
+        await br.start()
+        a = WtSession(br, "a", "closea", "croom")
+        await a.open(gw)
+        sid_a = a.session_id
+        closed = await br.call("wtClose", "a", 4000, "bye")
+        if closed is None or closed.get("error"):
+            raise h.TestFailure("client close: closed = %r" % closed)
+        if not h.wait_until(lambda: 'client closed session: code 4000 reason "bye"' in gw.srv.log()
+                            and ("session %016x: closed" % sid_a) in gw.srv.log(), 5):
+            raise h.TestFailure("server did not log the client's close (4000, bye):\n" + gw.srv.log_tail())
+        # Rejoin under the same identity after the close.
+        a2 = WtSession(br, "a2", "closea", "croom")
+        await a2.open(gw)
+        # Server-initiated close: a packet over max_message_size.
+        big = h.encode_wrapper(h.PT_MEDIA, b"closea", h.encode_media(h.MT_VIDEO, b"x" * 70000))
+        try:
+            await a2.send_stream(big)
+        except h.TestFailure:
+            pass  # the page may see the stream stopped
+        c = await br.call("wtWaitClosed", "a2", 5000)
+        if not c or c.get("code") != 1009 or c.get("reason") != "message too big":
+            raise h.TestFailure("oversize: browser saw close %r, want 1009 'message too big'" % c)
+        # Shutdown: a live session is told 1001.
+        a3 = WtSession(br, "a3", "closeb", "croom")
+        await a3.open(gw)
+        gw.srv.signal(15)
+        c = await br.call("wtWaitClosed", "a3", 8000)
+        if not c or c.get("code") != 1001 or c.get("reason") != "server shutting down":
+            raise h.TestFailure("SIGTERM: browser saw close %r, want 1001 'server shutting down'" % c)
+        if gw.srv.wait_exit(10) != 0:
+            raise h.TestFailure("vcgate did not exit 0 after SIGTERM:\n" + gw.srv.log_tail())
+        print("close: client 4000/bye seen by server; server 1009 and 1001 seen by the page; rejoin ok")
+    finally:
+        await br.close()
+        gw.stop()
+
+
+async def scenario_badpath():
+    """CONNECTs to a path other than /lobby/{user}/{room} get 404, a bad
+    room name gets the host's 400, the reserved identity 403; the browser
+    sees the session fail, and a good session still opens afterwards."""
+    gw = Gateway()
+    br = Browser(os.path.join(gw.dir, "browser.log"))
+    try:
+        await br.start()
+        cases = [("/nope", "404"), ("/lobby/onlyuser", "404"), ("/lobby/u/r/extra", "404"),
+                 ("/lobby/u/bad%20room", "400"), ("/lobby/system-%26%5E%25%24%23%40!/r", "403")]
+        for i, (path, status) in enumerate(cases):
+            url = "https://127.0.0.1:%d%s" % (gw.wt_port, path)
+            r = await br.call("wtOpen", "bad%d" % i, url, gw.hash)
+            if r.get("ok"):
+                raise h.TestFailure("%s: session opened" % path)
+            if not h.wait_until(lambda: gw.srv.log().count("CONNECT refused: " + status) >=
+                                sum(1 for _, st in cases[:i + 1] if st == status), 5):
+                raise h.TestFailure("%s: no 'CONNECT refused: %s' in the log:\n%s" % (path, status, gw.srv.log_tail()))
+        ok = WtSession(br, "good", "gooduser", "goodroom")
+        await ok.open(gw)
+        print("badpath: 404/400/403 refused, then a good session opened")
+    finally:
+        await br.close()
+        gw.stop()
+
+
+class UdpProxy(asyncio.DatagramProtocol):
+    """A UDP relay between chromium and vcgate that records the client's
+    packets, so the test can inject damaged copies from the very address
+    and port of a live connection."""
+
+    def __init__(self, target):
+        self.target = target
+        self.transport = None
+        self.ups = {}      # client addr -> upstream transport
+        self.seen = []     # recent client packets (bytes)
+
+    def connection_made(self, t):
+        self.transport = t
+
+    def datagram_received(self, data, addr):
+        self.seen.append(data)
+        del self.seen[:-200]
+        up = self.ups.get(addr)
+        if up is None:
+            loop = asyncio.get_running_loop()
+            proxy = self
+
+            class Up(asyncio.DatagramProtocol):
+                def datagram_received(self, d, _a):
+                    proxy.transport.sendto(d, addr)
+            fut = loop.create_datagram_endpoint(Up, remote_addr=self.target)
+            task = asyncio.ensure_future(fut)
+            self.ups[addr] = task
+            task.add_done_callback(lambda t: t.result()[0].sendto(data))
+            return
+        if isinstance(up, asyncio.Future):
+            if up.done():
+                up = self.ups[addr] = up.result()[0]
+            else:
+                up.add_done_callback(lambda t: t.result()[0].sendto(data))
+                return
+        up.sendto(data)
+
+    def close(self):
+        for up in self.ups.values():
+            if isinstance(up, asyncio.Future):
+                up.cancel()
+            else:
+                up.close()
+        self.ups = {}
+        if self.transport:
+            self.transport.close()
+
+    def inject(self, data):
+        """Send data upstream as if it came from every proxied client."""
+        for addr, up in list(self.ups.items()):
+            if not isinstance(up, asyncio.Future):
+                up.sendto(data)
+
+
+async def scenario_garbage():
+    """Hundreds of garbage UDP datagrams, truncated and corrupted copies of
+    live QUIC packets (sent from the live connection's own address),
+    replays, bogus Initials and unknown versions do not disturb two live
+    browser sessions; the server answers a version negotiation, stays up
+    and keeps relaying."""
+    import random
+    rnd = random.Random(1234)
+    gw = Gateway()
+    loop = asyncio.get_running_loop()
+    proxy_t, proxy = await loop.create_datagram_endpoint(
+        lambda: UdpProxy(("127.0.0.1", gw.wt_port)), local_addr=("127.0.0.1", 0))
+    pport = proxy_t.get_extra_info("sockname")[1]
+    br = Browser(os.path.join(gw.dir, "browser.log"))
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.setblocking(False)
+    try:
+        await br.start()
+        a = WtSession(br, "a", "ga", "groom")
+        b = WtSession(br, "b", "gb", "groom")
+        url_port = gw.wt_port
+        gw.wt_port = pport          # a goes through the proxy
+        await a.open(gw)
+        gw.wt_port = url_port
+        await b.open(gw)
+
+        async def exchange(round_):
+            for seq in range(5):
+                await a.send_stream(h.encode_wrapper(h.PT_MEDIA, b"ga", h.encode_media(h.MT_VIDEO, tag("a", round_, seq))))
+                await b.send_dgram(h.encode_wrapper(h.PT_AES_KEY, b"gb", tag("b", round_, seq)))
+            want_a = {tag("b", round_, s).decode() for s in range(5)}
+            want_b = {tag("a", round_, s).decode() for s in range(5)}
+            await a.wait_for(lambda: want_a <= {untag(p) for _, p in a.client_packets()}, 10, "round %s" % round_)
+            await b.wait_for(lambda: want_b <= {untag(p) for _, p in b.client_packets()}, 10, "round %s" % round_)
+
+        await exchange("before")
+        live = [p for p in proxy.seen if p and not (p[0] & 0x80)]  # short headers of a
+        if not live:
+            raise h.TestFailure("proxy saw no short-header packets")
+        sent = 0
+        vn_seen = 0
+        for i in range(600):
+            kind = i % 6
+            if kind == 0:      # random bytes, random size
+                d = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 1400)))
+                raw.sendto(d, ("127.0.0.1", gw.wt_port))
+            elif kind == 1:    # truncated copy of a live packet, same address
+                p = rnd.choice(live)
+                proxy.inject(p[:rnd.randint(1, max(1, len(p) - 1))])
+            elif kind == 2:    # corrupted copy of a live packet
+                p = bytearray(rnd.choice(live))
+                j = rnd.randrange(1 + 18, len(p)) if len(p) > 20 else len(p) - 1
+                p[j] ^= 1 << rnd.randrange(8)
+                proxy.inject(bytes(p))
+            elif kind == 3:    # exact replay
+                proxy.inject(rnd.choice(live))
+            elif kind == 4:    # an Initial-looking long header, cut short or bogus
+                dcid = bytes(rnd.getrandbits(8) for _ in range(8))
+                d = bytes([0xc3]) + b"\x00\x00\x00\x01" + bytes([8]) + dcid + b"\x00" + \
+                    bytes(rnd.getrandbits(8) for _ in range(rnd.choice([10, 100, 1300])))
+                raw.sendto(d, ("127.0.0.1", gw.wt_port))
+            else:              # an unknown version, large enough for a VN answer
+                d = bytes([0xc0]) + b"\x1a\x2a\x3a\x4a" + bytes([8]) + b"12345678" + bytes([0]) + b"\x00" * 1200
+                raw.sendto(d, ("127.0.0.1", gw.wt_port))
+            sent += 1
+            if i % 50 == 0:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        while True:
+            try:
+                d = raw.recv(2048)
+            except BlockingIOError:
+                break
+            if len(d) > 5 and d[0] & 0x80 and d[1:5] == b"\x00\x00\x00\x00":
+                vn_seen += 1
+        gw.srv.assert_alive()
+        await exchange("after")
+        for s in (a, b):
+            await s.poll()
+            if s.closed:
+                raise h.TestFailure("%s closed during the flood: %r" % (s.id, s.closed))
+        if vn_seen == 0:
+            raise h.TestFailure("no version negotiation answer to an unknown version")
+        print("garbage: %d bad datagrams (random, truncated/corrupted/replayed live packets, "
+              "bogus Initials, unknown versions); sessions unaffected; %d VN answers" % (sent, vn_seen))
+    finally:
+        raw.close()
+        proxy.close()
+        await br.close()
+        gw.stop()
+
+
+async def scenario_workers():
+    """With two workers (SO_REUSEPORT sockets, one generated certificate for
+    both), several browser sessions open and relay to each other."""
+    gw = Gateway(workers=2)
+    br = Browser(os.path.join(gw.dir, "browser.log"))
+    try:
+        await br.start()
+        ss = [WtSession(br, "w%d" % i, "wu%d" % i, "wroom") for i in range(4)]
+        for s in ss:
+            await s.open(gw)
+        for s in ss:
+            await s.send_stream(h.encode_wrapper(h.PT_MEDIA, s.user.encode(), h.encode_media(h.MT_VIDEO, tag(s.id, "w", 0))))
+        for s in ss:
+            want = {tag(o.id, "w", 0).decode() for o in ss if o is not s}
+            await s.wait_for(lambda s=s, want=want: want <= {untag(p) for _, p in s.client_packets()}, 10, "relay")
+        print("workers: 4 sessions over 2 workers relayed to each other")
+    finally:
+        await br.close()
+        gw.stop()
+
+
+SCENARIOS = {
+    "relay": scenario_relay,
+    "big": scenario_big,
+    "close": scenario_close,
+    "badpath": scenario_badpath,
+    "garbage": scenario_garbage,
+    "workers": scenario_workers,
+}
+
+
+def main():
+    name = sys.argv[1]
+    fn = SCENARIOS[name]
+    t0 = time.monotonic()
+    try:
+        asyncio.run(asyncio.wait_for(fn(), float(os.environ.get("WT_SCENARIO_TIMEOUT", "100"))))
+    except BaseException as e:  # noqa: BLE001 - report everything, then fail
+        if isinstance(e, asyncio.TimeoutError):
+            e = h.TestFailure("scenario timed out")
+        traceback.print_exc()
+        print("not ok - %s: %s" % (name, str(e).splitlines()[0] if str(e) else type(e).__name__))
+        h.stop_all_servers()
+        sys.exit(1)
+    h.cleanup_tmp()
+    print("ok - %s (%.1fs)" % (name, time.monotonic() - t0))
+
+
+if __name__ == "__main__":
+    main()
