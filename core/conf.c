@@ -49,7 +49,7 @@ const vcg_option_t vcg__core_options[] = {
   { "trusted_addresses", VCG_OPT_STRLIST, S(trusted_addresses), 0, "127.0.0.0/8,::1", 0, 0,
     "CIDR list exempt from the per-IP limit" },
   { "max_sessions_per_room", VCG_OPT_INT, S(max_sessions_per_room), 1000, NULL, 2, 1000000,
-    "sessions in one room on this process" },
+    "sessions in one room on one worker loop" },
   { "max_message_size", VCG_OPT_INT, S(max_message_size), 1048576, NULL, 64, 67108864,
     "largest inbound packet in bytes (WebSocket close 1009 above)" },
   { "queue_max_bytes", VCG_OPT_INT, S(queue_max_bytes), 4194304, NULL, 4096, 1073741824,
