@@ -13,7 +13,10 @@ import asyncio
 import base64
 import json
 import os
+import shutil
+import signal
 import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -28,23 +31,51 @@ SYSTEM = h.SYSTEM_USER
 class Browser:
     """wt_browser.js as a subprocess: one JSON command per line."""
 
-    def __init__(self, log_path):
+    def __init__(self, log_path, page_url=None, console=False):
         self.log_path = log_path
         self.proc = None
         self.seq = 0
         self.waiters = {}
         self.reader = None
+        # With page_url, wt_browser.js opens that page instead of
+        # wt_page.html; with console, the page's console messages and
+        # uncaught errors are collected here (see wt_browser.js).
+        self.page_url = page_url
+        self.want_console = console
+        self.console = []
+        self.page_errors = []
+
+    def _note(self, msg):
+        """Keep a console or page-error report; True if msg was one."""
+        if "console" in msg:
+            self.console.append(msg["console"])
+            return True
+        if "pageerror" in msg:
+            self.page_errors.append(msg["pageerror"])
+            return True
+        return False
 
     async def start(self, timeout=30):
         logf = open(self.log_path, "wb")
         env = dict(os.environ)
+        if self.page_url:
+            env["WT_PAGE_URL"] = self.page_url
+        if self.want_console:
+            env["WT_CONSOLE"] = "1"
         self.proc = await asyncio.create_subprocess_exec(
             "node", os.path.join(HERE, "wt_browser.js"),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=logf, env=env, limit=64 << 20)
         logf.close()
-        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-        msg = json.loads(line or b"{}")
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise asyncio.TimeoutError()
+            line = await asyncio.wait_for(self.proc.stdout.readline(), left)
+            msg = json.loads(line or b"{}")
+            if not self._note(msg):
+                break
         if not msg.get("ready"):
             raise h.TestFailure("browser did not start: %r; log:\n%s" % (msg, self.log()))
         self.reader = asyncio.ensure_future(self._read())
@@ -62,6 +93,8 @@ class Browser:
             if not line:
                 break
             m = json.loads(line)
+            if self._note(m):
+                continue
             fut = self.waiters.pop(m.get("id"), None)
             if fut and not fut.done():
                 fut.set_result(m)
@@ -560,9 +593,65 @@ SCENARIOS = {
 }
 
 
-def main():
+def require_browser(*plugins):
+    """Skip (or, when VCGATE_REQUIRE_PLUGINS names webtransport, fail)
+    unless the plugins, chromium, node and playwright-core are here."""
+    h.require_plugins(*plugins)
+    required = "webtransport" in os.environ.get("VCGATE_REQUIRE_PLUGINS", "").split(",")
+    missing = []
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not os.access(chromium, os.X_OK):
+        missing.append("%s (apt-get install chromium)" % chromium)
+    if not shutil.which("node"):
+        missing.append("node")
+    if not os.path.isdir(os.path.join(HERE, "node_modules", "playwright-core")):
+        missing.append("playwright-core (npm install --prefix tests/integration)")
+    if missing:
+        msg = "browser test needs " + ", ".join(missing)
+        if required:
+            raise h.TestFailure(msg)
+        raise h.Skip(msg)
+
+
+def run_isolated(script, name, limit):
+    """Run `script NAME` (a file whose __main__ calls run_main()) inside a
+    private network namespace (`unshare -n`, loopback up) and fail unless
+    it printed `ok - NAME`.  Its lines starting with `NAME:` are echoed.
+    Without unshare or ip (or where a namespace cannot be made) it fails:
+    these scenarios use fixed ports and must not run on the host's
+    network."""
+    py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    env = h.env_for_vcgate()
+    env["WT_SCENARIO_TIMEOUT"] = str(limit - 10)
+    if not shutil.which("unshare") or not shutil.which("ip"):
+        raise h.TestFailure("unshare and ip are needed for a private network namespace")
+    cmd = ["unshare", "-n", "sh", "-c",
+           'ip link set lo up && exec "$0" "$1" "$2"', py, script, name]
+    # Its own process group, so that a scenario that overruns is stopped
+    # together with everything it started (vcgate, nats-server, node,
+    # chromium) by that one group id.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=10)
+        raise h.TestFailure("scenario %s did not finish within %ss; output:\n%s"
+                            % (name, limit, (stdout + stderr)[-3000:]))
+    out = stdout + stderr
+    if proc.returncode != 0 or ("ok - " + name) not in stdout:
+        raise h.TestFailure("scenario %s failed (exit %s):\n%s" % (name, proc.returncode, out[-5000:]))
+    for line in stdout.splitlines():
+        if line.startswith(name + ":"):
+            print(line)
+
+
+def run_main(scenarios):
+    """Entry point of a scenario script: run scenarios[argv[1]] bounded by
+    WT_SCENARIO_TIMEOUT and print `ok - NAME` or `not ok - NAME: reason`."""
     name = sys.argv[1]
-    fn = SCENARIOS[name]
+    fn = scenarios[name]
     t0 = time.monotonic()
     try:
         asyncio.run(asyncio.wait_for(fn(), float(os.environ.get("WT_SCENARIO_TIMEOUT", "100"))))
@@ -575,6 +664,10 @@ def main():
         sys.exit(1)
     h.cleanup_tmp()
     print("ok - %s (%.1fs)" % (name, time.monotonic() - t0))
+
+
+def main():
+    run_main(SCENARIOS)
 
 
 if __name__ == "__main__":
