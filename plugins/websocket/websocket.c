@@ -69,7 +69,9 @@
 #define WS_QUEUE_MAX 8192u
 /* Messages written per writeable callback before yielding to other
  * connections; lws calls us again when the socket is still writable. */
-#define WS_WRITE_BUDGET 64
+#define WS_WRITE_BUDGET 256
+/* Bytes of framed messages handed to lws (one send()) per callback. */
+#define WS_BATCH_BYTES (256u * 1024u)
 /* Connections accepted per readiness event of the listen socket. */
 #define WS_ACCEPT_BUDGET 64
 /* lws receive buffer per established connection: the one allocation lws
@@ -599,22 +601,33 @@ static int ws_on_writeable(vcg_instance_t *inst, ws_conn_t *c) {
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, WS_CLOSE_ACK_SECS);
     return 0;
   }
+  /* Batching: every queued message is framed here (server frames are
+   * unmasked, so a frame is a 2-10 byte header and the payload) into one
+   * buffer, and the whole batch goes to lws as one raw write: one send()
+   * for up to WS_BATCH_BYTES of messages instead of one per message.  The
+   * copy is the one copy per recipient lws_write() needs anyway (it wants
+   * LWS_PRE bytes of headroom before the payload, which the shared,
+   * immutable packets do not have). */
+  size_t used = 0;
+  if (lws_send_pipe_choked(c->wsi)) {
+    lws_callback_on_writable(c->wsi); /* lws still holds an earlier batch */
+    return 0;
+  }
   while (c->qlen > 0 && budget-- > 0) {
-    vcg_packet_t *p;
+    vcg_packet_t *p = c->q[c->qhead];
     const uint8_t *data;
-    size_t len;
-    int n;
+    size_t len, hl;
+    uint8_t *f;
 
-    /* lws buffers what the kernel does not take; stop while it has some. */
-    if (budget < WS_WRITE_BUDGET - 1 && lws_send_pipe_choked(c->wsi))
-      break;
-    p = c->q[c->qhead];
     data = host->packet_data(p, &len);
-    if (inst->sendbuf_cap < LWS_PRE + len) {
+    hl = len < 126 ? 2 : len < 65536 ? 4 : 10;
+    if (used > 0 && used + hl + len > WS_BATCH_BYTES)
+      break; /* the next callback sends the rest */
+    if (inst->sendbuf_cap < LWS_PRE + used + hl + len) {
       size_t ncap = inst->sendbuf_cap ? inst->sendbuf_cap : 16384;
       uint8_t *nb;
 
-      while (ncap < LWS_PRE + len)
+      while (ncap < LWS_PRE + used + hl + len)
         ncap *= 2;
       nb = realloc(inst->sendbuf, ncap);
       if (nb == NULL) {
@@ -625,16 +638,30 @@ static int ws_on_writeable(vcg_instance_t *inst, ws_conn_t *c) {
       inst->sendbuf = nb;
       inst->sendbuf_cap = ncap;
     }
-    memcpy(inst->sendbuf + LWS_PRE, data, len);
+    f = inst->sendbuf + LWS_PRE + used;
+    f[0] = 0x82; /* FIN, binary */
+    if (hl == 2) {
+      f[1] = (uint8_t)len;
+    } else if (hl == 4) {
+      f[1] = 126;
+      f[2] = (uint8_t)(len >> 8);
+      f[3] = (uint8_t)len;
+    } else {
+      f[1] = 127;
+      for (int k = 0; k < 8; k++)
+        f[2 + k] = (uint8_t)((uint64_t)len >> (56 - 8 * k));
+    }
+    memcpy(f + hl, data, len);
+    used += hl + len;
     c->qhead = (c->qhead + 1) % c->qcap;
     c->qlen--;
     c->qbytes -= len;
     host->packet_unref(p);
-    n = lws_write(c->wsi, inst->sendbuf + LWS_PRE, len, LWS_WRITE_BINARY);
-    if (n < 0) {
-      host->session_set_queued(c->s, c->qlen, c->qbytes);
-      return -1;
-    }
+  }
+  if (used > 0 &&
+      lws_write(c->wsi, inst->sendbuf + LWS_PRE, used, LWS_WRITE_RAW) < 0) {
+    host->session_set_queued(c->s, c->qlen, c->qbytes);
+    return -1;
   }
   if (c->qlen == 0)
     c->qhead = 0;
