@@ -141,13 +141,18 @@ static vcg_packet_t *pack_wrapper(const Vcgate__PacketWrapper *pw) {
   return p;
 }
 
-vcg_packet_t *vcg__packet_session_assigned(uint64_t session_id) {
+/* A PacketWrapper from the server: the system identity, no data. */
+static vcg_packet_t *system_packet(int type, uint64_t session_id) {
   Vcgate__PacketWrapper pw = VCGATE__PACKET_WRAPPER__INIT;
-  pw.packet_type = VCGATE__PACKET_WRAPPER__PACKET_TYPE__SESSION_ASSIGNED;
+  pw.packet_type = (Vcgate__PacketWrapper__PacketType)type;
   pw.user_id.data = (uint8_t *)VCG_SYSTEM_USER;
   pw.user_id.len = strlen(VCG_SYSTEM_USER);
   pw.session_id = session_id;
   return pack_wrapper(&pw);
+}
+
+vcg_packet_t *vcg__packet_session_assigned(uint64_t session_id) {
+  return system_packet(VCG_PT_SESSION_ASSIGNED, session_id);
 }
 
 vcg_packet_t *vcg__packet_meeting(int event, const char *room, uint64_t start_ms,
@@ -177,10 +182,5 @@ vcg_packet_t *vcg__packet_meeting(int event, const char *room, uint64_t start_ms
 }
 
 vcg_packet_t *vcg__packet_congestion(uint64_t session_id) {
-  Vcgate__PacketWrapper pw = VCGATE__PACKET_WRAPPER__INIT;
-  pw.packet_type = VCGATE__PACKET_WRAPPER__PACKET_TYPE__CONGESTION;
-  pw.user_id.data = (uint8_t *)VCG_SYSTEM_USER;
-  pw.user_id.len = strlen(VCG_SYSTEM_USER);
-  pw.session_id = session_id;
-  return pack_wrapper(&pw);
+  return system_packet(VCG_PT_CONGESTION, session_id);
 }
