@@ -91,11 +91,10 @@ int vcg__session_open(vcg_worker_t *b, const vcg_session_info_t *info,
   s->conn = info->conn;
   s->room = room;
   s->ip_counted = counted;
-  if (info->peer) {
-    size_t sl = info->peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                  : sizeof(struct sockaddr_in);
-    memcpy(&s->peer, info->peer, sl);
-  }
+  if (info->peer && info->peer->sa_family == AF_INET6)
+    memcpy(&s->peer.in6, info->peer, sizeof s->peer.in6);
+  else if (info->peer && info->peer->sa_family == AF_INET)
+    memcpy(&s->peer.in, info->peer, sizeof s->peer.in);
   w->nsessions++;
   w->stats.sessions_opened++;
   if (created && w->bus.inst) {
@@ -288,7 +287,7 @@ void vcg__session_closed(vcg_session_t *s) {
     if (w->bus.inst) w->bus.pc->loaded->desc->bus->room_leave(w->bus.inst, room->name);
     vcg__room_destroy(&w->rooms, room);
   }
-  vcg__limits_release(&w->proc->limits, (const struct sockaddr *)&s->peer, s->ip_counted);
+  vcg__limits_release(&w->proc->limits, &s->peer.sa, s->ip_counted);
   vcg__logf(w->proc->log, VCG_LOG_INFO, "core", s->id, "closed: user %s (%llu dropped)",
             s->user, (unsigned long long)s->drops);
   free(s->user);

@@ -76,7 +76,11 @@
 #define WS_ACCEPT_BUDGET 64
 /* lws receive buffer per established connection: the one allocation lws
  * makes per websocket beyond its wsi; messages larger than this arrive in
- * several RECEIVE callbacks and are reassembled by us. */
+ * several RECEIVE callbacks and are reassembled by us.  Measured
+ * (BENCHMARKS.md, 2026-11-24): 1024 halves idle RSS per connection (6.2 KB
+ * to 3.0 KB) but lws then reads about one message per recv() and the
+ * meeting load at 742k msgs/s drops to 292k with loss; 2048 still loses.
+ * Throughput wins. */
 #define WS_RX_BUFFER 4096
 /* Largest single send() lws attempts; above any message size so a message
  * is handed to the kernel in one call (lws buffers what the kernel refuses). */
