@@ -6,9 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef VCG_PLUGIN_DIR
-#define VCG_PLUGIN_DIR "/usr/local/lib/vcgate"
-#endif
 
 void vcg__errs_add(vcg__errs_t *e, const char *fmt, ...) {
   char buf[1024];
@@ -289,11 +286,9 @@ static int load_instance(vcg__plugin_conf_t *pc, const config_setting_t *g, int 
     return 1;
   }
   int nerr = vcg__conf_fill(d->options, g, pc->conf, plugin_reserved, where, file, errs);
-  int (*configure)(const void *, char *, size_t) =
-    d->kind == VCG_PLUGIN_TRANSPORT ? d->transport->configure : d->bus->configure;
-  if (!nerr && configure) {
+  if (!nerr && pc->loaded->ops.configure) {
     err[0] = '\0';
-    if (configure(pc->conf, err, sizeof err) != 0) {
+    if (pc->loaded->ops.configure(pc->conf, err, sizeof err) != 0) {
       vcg__errs_add(errs, "%s:%d: %s%s", f, line, where, err[0] ? err : "rejected by the plugin");
       nerr++;
     }

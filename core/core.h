@@ -31,9 +31,14 @@ struct vcg_worker {
   vcg_instance_t *inst;
   int kind;
   int started, stopped;
-  uv_mutex_t clock;                    /* guards counters for *_ts */
+  /* Named counters, added to from the loop and (the *_ts calls) from
+   * plugin threads.  Adding to an existing counter is one atomic add; the
+   * mutex only serialises the first use of a new name, which is published
+   * by the release store of ncounters. */
+  uv_mutex_t clock;
+  atomic_int ncounters;
   const char *cname[VCG__MAX_COUNTERS];
-  uint64_t cval[VCG__MAX_COUNTERS];
+  _Atomic uint64_t cval[VCG__MAX_COUNTERS];
 };
 
 struct vcg_session {
@@ -130,6 +135,9 @@ int vcg__bus_deliver_ts(vcg_worker_t *b, const char *room, uint64_t origin,
 void vcg__worker_fanout(vcg__worker_t *w, vcg__room_t *room, vcg_session_t *sender,
                         uint64_t origin, vcg_packet_t *p);
 uint64_t vcg__now_ms(vcg__worker_t *w);
+
+/* session.c, on the worker loop: fan out what other threads queued. */
+void vcg__worker_drain_inbox(vcg__worker_t *w);
 
 /* worker.c */
 int vcg__worker_init(vcg__worker_t *w, vcg__process_t *proc, unsigned index);

@@ -38,18 +38,32 @@ static size_t h_max_message_size(vcg_worker_t *b) {
 }
 
 /* Named counters: a small fixed table per binding.  Names are expected to
- * be string literals of the plugin, compared by pointer first. */
-static void counter_add_locked(vcg_worker_t *b, const char *name, uint64_t v) {
-  for (int i = 0; i < VCG__MAX_COUNTERS; i++) {
-    if (!b->cname[i]) { b->cname[i] = name; b->cval[i] = v; return; }
-    if (b->cname[i] == name || strcmp(b->cname[i], name) == 0) { b->cval[i] += v; return; }
-  }
+ * be string literals of the plugin, so the pointer is compared first and
+ * the string only when a plugin passes a copy. */
+static int counter_find(vcg_worker_t *b, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (b->cname[i] == name) return i;
+  for (int i = 0; i < n; i++)
+    if (strcmp(b->cname[i], name) == 0) return i;
+  return -1;
 }
 
 void vcg__counter_add(vcg_worker_t *b, const char *name, uint64_t v) {
-  uv_mutex_lock(&b->clock);
-  counter_add_locked(b, name, v);
-  uv_mutex_unlock(&b->clock);
+  int i = counter_find(b, atomic_load_explicit(&b->ncounters, memory_order_acquire), name);
+  if (i < 0) {
+    uv_mutex_lock(&b->clock);
+    int n = atomic_load_explicit(&b->ncounters, memory_order_relaxed);
+    i = counter_find(b, n, name);
+    if (i < 0 && n < VCG__MAX_COUNTERS) {
+      b->cname[n] = name;
+      atomic_store_explicit(&b->cval[n], 0, memory_order_relaxed);
+      atomic_store_explicit(&b->ncounters, n + 1, memory_order_release);
+      i = n;
+    }
+    uv_mutex_unlock(&b->clock);
+    if (i < 0) return; /* table full: the counter is not kept */
+  }
+  atomic_fetch_add_explicit(&b->cval[i], v, memory_order_relaxed);
 }
 
 int vcg__info_init(vcg__info_t *in) {

@@ -4,10 +4,27 @@
 #include <uv.h>
 #include "vcgate/plugin.h"
 
+/* The members both vtables share (VCG__COMMON_OPS), taken at load from
+ * whichever vtable the plugin's kind has, so callers need not ask. */
+typedef struct vcg__ops {
+  int (*configure)(const void *conf, char *err, size_t errlen);
+  int (*init)(const vcg_host_api_t *host, const void *conf, vcg_plugin_state_t **state);
+  int (*start)(const vcg_host_api_t *host, vcg_plugin_state_t *state, const void *conf,
+               vcg_worker_t *w, vcg_instance_t **inst);
+  void (*drain)(vcg_instance_t *inst);
+  void (*stop)(vcg_instance_t *inst, vcg_stopped_cb cb);
+  void (*fini)(vcg_plugin_state_t *state);
+} vcg__ops_t;
+
+#ifndef VCG_PLUGIN_DIR
+#define VCG_PLUGIN_DIR "/usr/local/lib/vcgate" /* the build passes $(libdir)/vcgate */
+#endif
+
 typedef struct vcg__plugin {
   uv_lib_t lib;
   char *path;
   const vcg_plugin_t *desc;
+  vcg__ops_t ops;
   vcg_plugin_state_t *state;   /* from init(), NULL before */
   int inited;
 } vcg__plugin_t;

@@ -9,9 +9,7 @@
 #include "conf.h"
 #include "core.h"
 
-#ifndef VCG_PLUGIN_DIR
-#define VCG_PLUGIN_DIR "/usr/local/lib/vcgate"
-#endif
+
 
 #ifndef VCG_VERSION
 #define VCG_VERSION PACKAGE_VERSION
@@ -71,9 +69,8 @@ static void print_options(const char *group, const vcg_option_t *o) {
     char range[80] = "";
     if (o->type == VCG_OPT_INT)
       snprintf(range, sizeof range, " [%lld..%lld]", (long long)o->min, (long long)o->max);
-    printf("  %s%s = %s;%*s# %s%s%s\n", group, o->name, val,
-           (int)(34 - (int)(strlen(group) + strlen(o->name) + strlen(val))) > 1
-             ? (int)(34 - (int)(strlen(group) + strlen(o->name) + strlen(val))) : 1, "",
+    int pad = 34 - (int)(strlen(group) + strlen(o->name) + strlen(val));
+    printf("  %s%s = %s;%*s# %s%s%s\n", group, o->name, val, pad > 1 ? pad : 1, "",
            o->doc ? o->doc : "", range, o->type == VCG_OPT_STRING && !o->def_str ? " (unset)" : "");
   }
 }
@@ -150,10 +147,8 @@ static void on_worker_done(uv_async_t *a) {
 
 static int init_plugin(vcg__main_t *m, vcg__plugin_conf_t *pc) {
   const vcg_plugin_t *d = pc->loaded->desc;
-  int (*init)(const vcg_host_api_t *, const void *, vcg_plugin_state_t **) =
-    d->kind == VCG_PLUGIN_TRANSPORT ? d->transport->init : d->bus->init;
-  if (!init) return 0;
-  int rc = init(&vcg__host_api, pc->conf, &pc->loaded->state);
+  if (!pc->loaded->ops.init) return 0;
+  int rc = pc->loaded->ops.init(&vcg__host_api, pc->conf, &pc->loaded->state);
   if (rc != 0) {
     vcg__logf(&m->log, VCG_LOG_ERROR, pc->name, 0, "init failed (%d)", rc);
     return rc;
@@ -166,9 +161,7 @@ static int init_plugin(vcg__main_t *m, vcg__plugin_conf_t *pc) {
 
 static void fini_plugin(vcg__plugin_conf_t *pc) {
   if (!pc->loaded || !pc->loaded->inited) return;
-  const vcg_plugin_t *d = pc->loaded->desc;
-  void (*fini)(vcg_plugin_state_t *) = d->kind == VCG_PLUGIN_TRANSPORT ? d->transport->fini : d->bus->fini;
-  if (fini) fini(pc->loaded->state);
+  if (pc->loaded->ops.fini) pc->loaded->ops.fini(pc->loaded->state);
   pc->loaded->inited = 0;
 }
 
@@ -185,11 +178,12 @@ static void log_counters(vcg__main_t *m, size_t ti) {
     vcg_worker_t *b = ti < w->ntransports ? &w->transports[ti] : &w->bus;
     if (!b->pc) return;
     name = b->pc->name;
-    for (int k = 0; k < VCG__MAX_COUNTERS && b->cname[k]; k++) {
+    int nc = atomic_load(&b->ncounters);
+    for (int k = 0; k < nc; k++) {
       size_t j = 0;
       while (j < ns && strcmp(seen[j], b->cname[k]) != 0) j++;
       if (j == ns) { if (ns == VCG__MAX_COUNTERS) continue; seen[ns++] = b->cname[k]; }
-      sum[j] += b->cval[k];
+      sum[j] += atomic_load(&b->cval[k]);
     }
   }
   if (!ns) return;

@@ -25,6 +25,14 @@ uint64_t vcg__now_ms(vcg__worker_t *w) { return uv_now(&w->loop); }
 
 static void set_slot(vcg_session_t *s, uint32_t idx) { s->slot = idx; }
 
+/* Hand one reference of p to s's transport, counting it in s's queue depth
+ * (the transport reports the true depth with session_set_queued later). */
+static int session_send(vcg_session_t *s, vcg_packet_t *p) {
+  s->qp++;
+  s->qb += p->len;
+  return s->t->pc->loaded->desc->transport->send(s->t->inst, s->conn, p);
+}
+
 #define LOG(w, lvl, sid, ...) \
   do { if (vcg__log_on((w)->proc->log, lvl)) vcg__logf((w)->proc->log, lvl, "core", sid, __VA_ARGS__); } while (0)
 
@@ -105,9 +113,9 @@ int vcg__session_open(vcg_worker_t *b, const vcg_session_info_t *info,
   *out = s;
   /* The first packets a client sees: its session id, then the meeting. */
   vcg_packet_t *p = vcg__packet_session_assigned(s->id);
-  if (p) b->pc->loaded->desc->transport->send(b->inst, s->conn, p);
+  if (p) session_send(s, p);
   p = vcg__packet_meeting(1, room->name, room->start_ms, room->creator, 0);
-  if (p) b->pc->loaded->desc->transport->send(b->inst, s->conn, p);
+  if (p) session_send(s, p);
   return 0;
 nomem:
   vcg__limits_release(&proc->limits, info->peer, counted);
@@ -139,14 +147,12 @@ static void send_congestion(vcg__worker_t *w, vcg_session_t *sender, uint64_t no
   if (!sender || sender->closing || now - sender->last_congestion_ms < 1000) return;
   sender->last_congestion_ms = now ? now : 1;
   vcg_packet_t *c = vcg__packet_congestion(sender->id);
-  if (!c) return;
-  sender->qp++;
-  sender->qb += c->len;
-  sender->t->pc->loaded->desc->transport->send(sender->t->inst, sender->conn, c);
+  if (c) session_send(sender, c);
 }
 
 /* Hand one reference of p to r's transport, or drop it by policy. */
-static void enqueue(vcg__worker_t *w, vcg_session_t *r, vcg_session_t *sender, vcg_packet_t *p) {
+static void enqueue(vcg__worker_t *w, vcg_session_t *r, vcg_session_t *sender, vcg_packet_t *p,
+                    uint64_t now) {
   const vcg__core_conf_t *cc = &w->proc->cfg->core;
   size_t maxb = (size_t)cc->queue_max_bytes, maxp = (size_t)cc->queue_max_packets;
   int cls = drop_class(p);
@@ -154,7 +160,6 @@ static void enqueue(vcg__worker_t *w, vcg_session_t *r, vcg_session_t *sender, v
   int drop = 0;
   if (cls == CLS_VIDEO) drop = nb > maxb / 2 || np > maxp / 2;
   else if (cls == CLS_MEDIA) drop = nb > maxb || np > maxp;
-  uint64_t now = vcg__now_ms(w);
   if (cls == CLS_CONTROL && (nb > 2 * maxb || np > 2 * maxp)) {
     w->stats.slow_closed++;
     vcg__logf(w->proc->log, VCG_LOG_WARN, "core", r->id,
@@ -183,10 +188,8 @@ static void enqueue(vcg__worker_t *w, vcg_session_t *r, vcg_session_t *sender, v
     return;
   }
   vcg__packet_ref(p);
-  r->qp = np;
-  r->qb = nb;
   w->stats.packets_relayed++;
-  if (r->t->pc->loaded->desc->transport->send(r->t->inst, r->conn, p) == VCG_ENOBUFS) {
+  if (session_send(r, p) == VCG_ENOBUFS) {
     w->stats.packets_dropped++;
     r->drops++;
     if (!r->drop_since_ms) r->drop_since_ms = now ? now : 1;
@@ -195,11 +198,12 @@ static void enqueue(vcg__worker_t *w, vcg_session_t *r, vcg_session_t *sender, v
 
 void vcg__worker_fanout(vcg__worker_t *w, vcg__room_t *room, vcg_session_t *sender,
                         uint64_t origin, vcg_packet_t *p) {
+  uint64_t now = vcg__now_ms(w);
   room->busy++;
   for (uint32_t i = 0; i < room->n; i++) {
     vcg_session_t *r = room->m[i];
     if (!r || r == sender || r->closing || (origin && r->id == origin)) continue;
-    enqueue(w, r, sender, p);
+    enqueue(w, r, sender, p, now);
   }
   room->busy--;
   vcg__room_compact(room, set_slot);
@@ -229,13 +233,11 @@ int vcg__session_deliver(vcg_session_t *s, const uint8_t *data, size_t len) {
   vcg__pw_header_t h;
   if (vcg__pw_decode(data, len, &h) != 0) {
     w->stats.packets_malformed++;
-    vcg__counter_add(s->t, "malformed", 1);
     if (vcg__log_on(w->proc->log, VCG_LOG_DEBUG))
       vcg__logf(w->proc->log, VCG_LOG_DEBUG, "core", s->id,
                 "dropped %zu bytes that are not a PacketWrapper", len);
     return 0;
   }
-  const vcg_transport_ops_t *ops = s->t->pc->loaded->desc->transport;
   switch (h.type) {
   case VCG_PT_HEALTH:      /* diagnostics for the server, not for peers */
   case VCG_PT_CONGESTION:  /* only the server makes these */
@@ -244,10 +246,7 @@ int vcg__session_deliver(vcg_session_t *s, const uint8_t *data, size_t len) {
   case VCG_PT_MEDIA:
     if (h.media_type == 5) { /* RTT: echoed to its sender only, unchanged */
       vcg_packet_t *e = vcg__packet_copy(data, len, &h);
-      if (!e) return 0;
-      s->qp++;
-      s->qb += e->len;
-      ops->send(s->t->inst, s->conn, e);
+      if (e) session_send(s, e);
       return 0;
     }
     if (h.media_type == 6 && !keyframe_allowed(w, s)) return 0;
@@ -347,8 +346,6 @@ int vcg__bus_deliver_ts(vcg_worker_t *b, const char *room, uint64_t origin,
   return vcg__bus_deliver_packet_ts(b, room, origin, p);
 }
 
-/* Called on the worker loop from the async handler. */
-void vcg__worker_drain_inbox(vcg__worker_t *w);
 void vcg__worker_drain_inbox(vcg__worker_t *w) {
   uv_mutex_lock(&w->qlock);
   vcg__inbox_item_t *it = w->inbox_head;

@@ -8,8 +8,6 @@
 #include <sys/random.h>
 #include "core.h"
 
-void vcg__worker_drain_inbox(vcg__worker_t *w);
-
 static void begin_stop(vcg__worker_t *w);
 static void on_drain_timeout(uv_timer_t *t);
 
@@ -24,7 +22,7 @@ static void on_async(uv_async_t *a) {
               (long long)w->proc->cfg->core.drain_timeout);
     for (size_t i = 0; i < w->ntransports; i++)
       if (w->transports[i].inst)
-        w->transports[i].pc->loaded->desc->transport->drain(w->transports[i].inst);
+        w->transports[i].pc->loaded->ops.drain(w->transports[i].inst);
     if (w->nsessions == 0) begin_stop(w);
     else uv_timer_start(&w->drain_timer, on_drain_timeout,
                         (uint64_t)w->proc->cfg->core.drain_timeout, 0);
@@ -58,15 +56,19 @@ static void on_bus_stopped(vcg_worker_t *b) {
   finish(b->core);
 }
 
-static void on_transport_stopped(vcg_worker_t *b) {
-  vcg__worker_t *w = b->core;
-  b->stopped = 1;
+/* One transport (or begin_stop itself) is done; the last one stops the bus. */
+static void transport_stop_done(vcg__worker_t *w) {
   if (--w->pending_stops > 0) return;
   if (w->nsessions)
     vcg__logf(w->proc->log, VCG_LOG_ERROR, "core", 0,
               "worker %u: %zu sessions left after transports stopped", w->index, w->nsessions);
-  if (w->bus.inst) w->bus.pc->loaded->desc->bus->stop(w->bus.inst, on_bus_stopped);
+  if (w->bus.inst) w->bus.pc->loaded->ops.stop(w->bus.inst, on_bus_stopped);
   else finish(w);
+}
+
+static void on_transport_stopped(vcg_worker_t *b) {
+  b->stopped = 1;
+  transport_stop_done(b->core);
 }
 
 /* Transports stop first (their sessions leave their rooms), then the bus. */
@@ -78,11 +80,9 @@ static void begin_stop(vcg__worker_t *w) {
   for (size_t i = 0; i < w->ntransports; i++) {
     if (!w->transports[i].inst) continue;
     w->pending_stops++;
-    w->transports[i].pc->loaded->desc->transport->stop(w->transports[i].inst,
-                                                       on_transport_stopped);
+    w->transports[i].pc->loaded->ops.stop(w->transports[i].inst, on_transport_stopped);
   }
-  vcg_worker_t dummy = { .core = w };
-  on_transport_stopped(&dummy);
+  transport_stop_done(w);
 }
 
 int vcg__worker_init(vcg__worker_t *w, vcg__process_t *proc, unsigned index) {
@@ -118,11 +118,8 @@ int vcg__worker_init(vcg__worker_t *w, vcg__process_t *proc, unsigned index) {
 }
 
 static int start_binding(vcg__worker_t *w, vcg_worker_t *b) {
-  const vcg_plugin_t *d = b->pc->loaded->desc;
-  int (*start)(const vcg_host_api_t *, vcg_plugin_state_t *, const void *, vcg_worker_t *,
-               vcg_instance_t **) = d->kind == VCG_PLUGIN_TRANSPORT ? d->transport->start
-                                                                    : d->bus->start;
-  int rc = start(w->proc->host, b->pc->loaded->state, b->pc->conf, b, &b->inst);
+  int rc = b->pc->loaded->ops.start(w->proc->host, b->pc->loaded->state, b->pc->conf, b,
+                                    &b->inst);
   if (rc != 0 || !b->inst) {
     vcg__logf(w->proc->log, VCG_LOG_ERROR, b->pc->name, 0,
               "worker %u: start failed (%d)", w->index, rc);

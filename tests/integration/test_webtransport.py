@@ -19,26 +19,13 @@ import subprocess
 import sys
 
 import harness as h
+import wt_scenario as wts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
 def _require_browser():
-    h.require_plugins("inproc", "websocket", "webtransport")
-    required = "webtransport" in os.environ.get("VCGATE_REQUIRE_PLUGINS", "").split(",")
-    missing = []
-    if not os.access(CHROMIUM, os.X_OK):
-        missing.append("%s (apt-get install chromium)" % CHROMIUM)
-    if not shutil.which("node"):
-        missing.append("node")
-    if not os.path.isdir(os.path.join(HERE, "node_modules", "playwright-core")):
-        missing.append("playwright-core (npm install --prefix tests/integration)")
-    if missing:
-        msg = "browser test needs " + ", ".join(missing)
-        if required:
-            raise h.TestFailure(msg)
-        raise h.Skip(msg)
+    wts.require_browser("inproc", "websocket", "webtransport")
 
 
 def _netns_ok():
