@@ -1,5 +1,6 @@
 #include "conf.h"
 #include "log.h"
+#include "connlimit.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -342,6 +343,15 @@ int vcg__config_load(vcg__config_t *c, const char *path, const char *text,
                   ws ? config_setting_source_line(ws) : 0, words[i].path,
                   words[i].val ? words[i].val : "", words[i].choices);
     nerr++;
+  }
+  for (char **a = c->core.trusted_addresses; a && *a; a++) {
+    vcg__cidr_t cidr;
+    if (vcg__cidr_parse(*a, &cidr) != 0) {
+      const config_setting_t *ts = config_lookup(&cfg, "core.trusted_addresses");
+      vcg__errs_add(errs, "%s:%d: core.trusted_addresses: '%s' is not an address or CIDR",
+                    src_file(ts, file), ts ? config_setting_source_line(ts) : 0, *a);
+      nerr++;
+    }
   }
   /* Plugin search path: the caller's dirs first, then core.plugin_dir. */
   size_t nd = 0;

@@ -695,3 +695,45 @@ def test_default_config_without_c():
         await c.close()
     asyncio.run(one())
     srv.stop()
+
+
+def _http_get(port, path):
+    """Plain HTTP GET (no upgrade): (status, body)."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_plain_http_answers():
+    """Without an upgrade /lobby/... is 426; /.well-known/vcgate/webtransport is 404
+    "webtransport is not enabled" when no WebTransport transport runs; other
+    well-known paths are 404."""
+    srv = H.start_ws()
+    try:
+        st, body = _http_get(srv.port, "/lobby/alice/room1")
+        assert st == 426 and "upgrade" in body, "plain GET on the lobby: %d %r" % (st, body)
+        st, body = _http_get(srv.port, "/.well-known/vcgate/webtransport")
+        assert st == 404 and "webtransport is not enabled" in body, \
+            "well-known without webtransport: %d %r" % (st, body)
+        st, body = _http_get(srv.port, "/.well-known/vcgate/other")
+        assert st == 404, "unknown well-known path: %d %r" % (st, body)
+    finally:
+        srv.stop()
+
+
+def test_cli_refusals():
+    """Bad command lines are refused with a message, before anything starts."""
+    H.require_plugins()
+    cp = H.run_vcgate(["-l", "loud"])
+    assert cp.returncode == 2 and "-l loud" in cp.stderr, (cp.returncode, cp.stderr)
+    cp = H.run_vcgate(["-Z"])
+    assert cp.returncode == 2 and "usage" in cp.stderr, (cp.returncode, cp.stderr)
+    cp = H.run_vcgate(["stray-argument"])
+    assert cp.returncode == 2 and "usage" in cp.stderr, (cp.returncode, cp.stderr)
+    cp = H.run_vcgate(["-P", "no_such_plugin"])
+    assert cp.returncode == 1 and "plugin 'no_such_plugin' not found" in cp.stderr, \
+        (cp.returncode, cp.stderr)

@@ -99,5 +99,15 @@ int main(void) {
   vcg__config_free(&c);
   vcg__errs_free(&e);
   unlink(path);
+  write_conf("core = {\n  log_format = \"xml\";\n  trusted_addresses = [\"10.0.0.0/8\", \"10.0.0.0/99\"];\n};\n"
+             "transports = ( { plugin = \"test_good\"; } );\n");
+  n = vcg__config_load(&c, path, NULL, dirs, &e);
+  snprintf(want, sizeof want, "%s:2: core.log_format: 'xml' is not one of plain, json", path);
+  CHECK(has(&e, want), "a bad log format names its line");
+  snprintf(want, sizeof want, "%s:3: core.trusted_addresses: '10.0.0.0/99' is not an address or CIDR", path);
+  CHECK(n == 2 && has(&e, want), "a bad trusted address is reported with its line at load");
+  vcg__config_free(&c);
+  vcg__errs_free(&e);
+  unlink(path);
   return TAP_DONE();
 }

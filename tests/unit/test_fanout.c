@@ -116,6 +116,13 @@ int main(void) {
   vcg__session_deliver(a, (const uint8_t *)"\xff\xff\xff", 3);
   CHECK(conns[1].received == 1 && w.stats.packets_malformed == 1, "malformed bytes are counted, not relayed");
 
+  n = wrap(buf, VCG_PT_SESSION_ASSIGNED, 0, 0);
+  vcg__session_deliver(a, buf, n);
+  n = wrap(buf, VCG_PT_CONGESTION, 0, 0);
+  vcg__session_deliver(a, buf, n);
+  CHECK(conns[1].received == 1 && conns[2].received == 1,
+        "SESSION_ASSIGNED and CONGESTION from a client are not forwarded");
+
   n = wrap(buf, VCG_PT_MEDIA, 6, 0);
   for (int i = 0; i < 5; i++) vcg__session_deliver(a, buf, n);
   CHECK(conns[1].received == 3, "keyframe requests are limited to two a second per session");
