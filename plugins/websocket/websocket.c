@@ -67,8 +67,8 @@
 /* Hard cap on packets queued per connection.  The host's drop policy keeps
  * queues far below this; the cap only guards against a host bug. */
 #define WS_QUEUE_MAX 8192u
-/* Messages written per writeable callback before yielding to other
- * connections; lws calls us again when the socket is still writable. */
+/* Messages written per flush of one connection before yielding to the
+ * others; the rest goes out when lws reports the socket writable. */
 #define WS_WRITE_BUDGET 256
 /* Bytes of framed messages handed to lws (one send()) per callback. */
 #define WS_BATCH_BYTES (256u * 1024u)
@@ -257,6 +257,17 @@ struct vcg_instance {
   ws_conn_t *conns;            /* every connection with a ws_conn_t */
   size_t nconns;
 
+  /* Connections given packets during this loop turn.  They are written
+   * from the check handle, after the loop has run every ready callback, so
+   * all packets of one turn leave in one send() per connection, without
+   * waiting for a POLLOUT event (arming and disarming POLLOUT per batch
+   * cost two epoll_ctl() calls and a loop turn of latency).  A slot is NULL
+   * when its connection went away before the flush. */
+  ws_conn_t **dirty;
+  size_t ndirty, dirty_cap;
+  uv_check_t flush;
+  int flush_open, flush_active;
+
   /* The one copy of outbound bytes: lws_write() needs LWS_PRE writable
    * bytes in front of the payload for the frame header, and packets are
    * shared and immutable (their headroom belongs to nobody), so each message
@@ -280,6 +291,8 @@ struct ws_conn {
   vcg_instance_t *inst;
   struct lws *wsi;
   vcg_session_t *s;            /* host-owned; NULL until session_open */
+
+  int32_t dirty_idx;           /* slot in inst->dirty, -1 when absent */
 
   /* FIFO of packet references (ring), owned: each holds one reference. */
   vcg_packet_t **q;
@@ -344,6 +357,7 @@ static ws_conn_t *ws_conn_new(vcg_instance_t *inst, struct lws *wsi) {
     return NULL;
   c->inst = inst;
   c->wsi = wsi;
+  c->dirty_idx = -1;
   c->next = inst->conns;
   if (inst->conns)
     inst->conns->prev = c;
@@ -359,6 +373,8 @@ static void ws_conn_free(ws_conn_t *c) {
   vcg_instance_t *inst = c->inst;
 
   ws_queue_drop_all(c);
+  if (c->dirty_idx >= 0)
+    inst->dirty[c->dirty_idx] = NULL;
   free(c->q);
   free(c->rx);
   if (c->prev)
@@ -581,42 +597,27 @@ static int ws_request_path(struct lws *wsi, char *buf, int len) {
 
 /* ------------------------------------------------------- ws traffic */
 
-static int ws_on_writeable(vcg_instance_t *inst, ws_conn_t *c) {
+/* Frame up to WS_WRITE_BUDGET queued messages (at most WS_BATCH_BYTES) of
+ * c and hand them to lws as one raw write: one send() for the batch.
+ * Called from the flush handle and from the writeable callback; lws takes
+ * raw writes outside its callback and buffers whatever the kernel refuses
+ * (and then asks for POLLOUT itself).  Returns 0, or -1 when the connection
+ * must go. */
+static int ws_write_queued(vcg_instance_t *inst, ws_conn_t *c) {
   const vcg_host_api_t *host = inst->host;
   int budget = WS_WRITE_BUDGET;
-
-  if (c->closing) {
-    /* We write the close frame ourselves instead of lws_close_reason() +
-     * return -1: on that path lws 4.1 (Debian's build has _DEBUG, which
-     * closes a wsi twice "to test uv") kills the socket before the close
-     * frame is sent.  We then wait for the client's echo (handled in
-     * LWS_CALLBACK_WS_PEER_INITIATED_CLOSE) or the timeout. */
-    uint8_t frame[LWS_PRE + 2 + sizeof(c->close_reason)];
-    size_t n = strlen(c->close_reason);
-
-    if (c->close_sent)
-      return 0;
-    frame[LWS_PRE] = (uint8_t)(c->close_code >> 8);
-    frame[LWS_PRE + 1] = (uint8_t)(c->close_code & 0xff);
-    memcpy(frame + LWS_PRE + 2, c->close_reason, n);
-    if (lws_write(c->wsi, frame + LWS_PRE, n + 2, WS_WRITE_CLOSE) < 0)
-      return -1;
-    c->close_sent = 1;
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, WS_CLOSE_ACK_SECS);
-    return 0;
-  }
-  /* Batching: every queued message is framed here (server frames are
-   * unmasked, so a frame is a 2-10 byte header and the payload) into one
-   * buffer, and the whole batch goes to lws as one raw write: one send()
-   * for up to WS_BATCH_BYTES of messages instead of one per message.  The
-   * copy is the one copy per recipient lws_write() needs anyway (it wants
-   * LWS_PRE bytes of headroom before the payload, which the shared,
-   * immutable packets do not have). */
   size_t used = 0;
-  if (lws_send_pipe_choked(c->wsi)) {
-    lws_callback_on_writable(c->wsi); /* lws still holds an earlier batch */
+
+  if (lws_partial_buffered(c->wsi)) {
+    /* lws still holds part of an earlier batch: the writeable callback
+     * comes once the kernel has taken it. */
+    lws_callback_on_writable(c->wsi);
     return 0;
   }
+  /* Server frames are unmasked, so a frame is a 2-10 byte header and the
+   * payload.  The copy is the one copy per recipient lws_write() needs
+   * anyway (it wants LWS_PRE bytes of headroom before the payload, which
+   * the shared, immutable packets do not have). */
   while (c->qlen > 0 && budget-- > 0) {
     vcg_packet_t *p = c->q[c->qhead];
     const uint8_t *data;
@@ -673,6 +674,88 @@ static int ws_on_writeable(vcg_instance_t *inst, ws_conn_t *c) {
   if (c->qlen > 0)
     lws_callback_on_writable(c->wsi);
   return 0;
+}
+
+static int ws_on_writeable(vcg_instance_t *inst, ws_conn_t *c) {
+  if (c->closing) {
+    /* We write the close frame ourselves instead of lws_close_reason() +
+     * return -1: on that path lws 4.1 (Debian's build has _DEBUG, which
+     * closes a wsi twice "to test uv") kills the socket before the close
+     * frame is sent.  We then wait for the client's echo (handled in
+     * LWS_CALLBACK_WS_PEER_INITIATED_CLOSE) or the timeout. */
+    uint8_t frame[LWS_PRE + 2 + sizeof(c->close_reason)];
+    size_t n = strlen(c->close_reason);
+
+    if (c->close_sent)
+      return 0;
+    frame[LWS_PRE] = (uint8_t)(c->close_code >> 8);
+    frame[LWS_PRE + 1] = (uint8_t)(c->close_code & 0xff);
+    memcpy(frame + LWS_PRE + 2, c->close_reason, n);
+    if (lws_write(c->wsi, frame + LWS_PRE, n + 2, WS_WRITE_CLOSE) < 0)
+      return -1;
+    c->close_sent = 1;
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, WS_CLOSE_ACK_SECS);
+    return 0;
+  }
+  return ws_write_queued(inst, c);
+}
+
+/* The check handle: write every connection given packets this turn. */
+static void ws_flush_cb(uv_check_t *h) {
+  vcg_instance_t *inst = h->data;
+  size_t i;
+
+  /* ndirty is re-read: nothing below queues packets today, but a slot
+   * added during the walk must not be lost. */
+  for (i = 0; i < inst->ndirty; i++) {
+    ws_conn_t *c = inst->dirty[i];
+
+    if (c == NULL)
+      continue; /* freed since it was marked */
+    inst->dirty[i] = NULL;
+    c->dirty_idx = -1;
+    if (c->closing || !c->established)
+      continue; /* the writeable callback handles those */
+    if (ws_write_queued(inst, c) < 0) {
+      /* A send error is final.  Outside a callback we cannot return -1:
+       * lws closes the socket on its next pass, and WSI_DESTROY then
+       * closes the session. */
+      inst->host->log(inst->w, c->s, VCG_LOG_DEBUG, "write failed; closing");
+      c->closing = 1;
+      ws_queue_drop_all(c);
+      inst->host->session_set_queued(c->s, 0, 0);
+      lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+    }
+  }
+  inst->ndirty = 0;
+  uv_check_stop(&inst->flush);
+  inst->flush_active = 0;
+}
+
+/* Queue c for the end-of-turn flush.  Falls back to a POLLOUT request when
+ * the list cannot grow. */
+static void ws_mark_dirty(vcg_instance_t *inst, ws_conn_t *c) {
+  if (c->dirty_idx >= 0)
+    return;
+  if (inst->ndirty == inst->dirty_cap || !inst->flush_open) {
+    size_t ncap = inst->dirty_cap ? inst->dirty_cap * 2 : 64;
+    ws_conn_t **nd = NULL;
+
+    if (inst->flush_open && ncap <= INT32_MAX)
+      nd = realloc(inst->dirty, ncap * sizeof(*nd));
+    if (nd == NULL) {
+      lws_callback_on_writable(c->wsi);
+      return;
+    }
+    inst->dirty = nd;
+    inst->dirty_cap = ncap;
+  }
+  c->dirty_idx = (int32_t)inst->ndirty;
+  inst->dirty[inst->ndirty++] = c;
+  if (!inst->flush_active) {
+    uv_check_start(&inst->flush, ws_flush_cb);
+    inst->flush_active = 1;
+  }
 }
 
 static int ws_on_receive(vcg_instance_t *inst, ws_conn_t *c, const void *in,
@@ -952,6 +1035,7 @@ static void ws_inst_free(vcg_instance_t *inst) {
   vcg_worker_t *w = inst->w;
 
   free(inst->sendbuf);
+  free(inst->dirty);
   free(inst);
   ws_tl_release();
   if (cb)
@@ -1016,6 +1100,12 @@ static void ws_teardown(vcg_instance_t *inst, vcg_stopped_cb cb) {
   inst->stopping = 1;
   inst->stop_cb = cb;
   ws_listen_close(inst);
+  if (inst->flush_open) {
+    /* Closed before the reaper: its close runs first, so inst outlives it. */
+    inst->flush_open = 0;
+    inst->flush_active = 0;
+    uv_close((uv_handle_t *)&inst->flush, NULL);
+  }
   if (inst->ctx != NULL) {
     /* First call: lws starts closing every wsi (each ends in WSI_DESTROY,
      * hence session_closed) and then its own handles. */
@@ -1056,6 +1146,11 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
   r = ws_listen_open(inst);
   if (r != 0)
     goto fail_sync;
+  /* From here on every failure goes through ws_teardown(), which closes
+   * this handle before inst is freed. */
+  uv_check_init(inst->loop, &inst->flush);
+  inst->flush.data = inst;
+  inst->flush_open = 1;
 
   inst->protocols[0].name = "vcgate";
   inst->protocols[0].callback = ws_callback;
@@ -1158,7 +1253,7 @@ static int ws_send(vcg_instance_t *inst, void *conn, vcg_packet_t *p) {
   (void)inst->host->packet_data(p, &len);
   c->qbytes += len;
   if (c->established && c->qlen == 1)
-    lws_callback_on_writable(c->wsi);
+    ws_mark_dirty(inst, c);
   return 0;
 }
 
