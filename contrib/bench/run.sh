@@ -42,9 +42,9 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$quick" = 1 ]; then
-  : "${repeats:=1}"; MEET_DUR=2; STEP=1; FACTOR=1.5; CONNS=2000; HOLD=1
+  : "${repeats:=1}"; MEET_DUR=2; STEP=1; FACTOR=1.5; REFINE=0; CONNS=2000; HOLD=1
 else
-  : "${repeats:=3}"; MEET_DUR=3; STEP=1.2; FACTOR=1.3; CONNS=10000; HOLD=2
+  : "${repeats:=3}"; MEET_DUR=3; STEP=1.2; FACTOR=1.3; REFINE=2; CONNS=10000; HOLD=2
 fi
 MEET_START=250   # saturate meeting: packets/s per sender at the first step (100k delivered/s)
 FAN_START=500    # saturate fanout: packets/s of the one sender (~100k delivered/s)
@@ -186,29 +186,29 @@ run_target() { # target rep
   case "$t" in
     vcgate|node)
       run_case "$t" "$rep" meeting 60 --scenario meeting --duration "$MEET_DUR" --warmup 1
-      run_case "$t" "$rep" sat-meeting 150 --scenario saturate --rate $MEET_START --grace 1 --step-secs $STEP --step-factor $FACTOR
+      run_case "$t" "$rep" sat-meeting 150 --scenario saturate --rate $MEET_START --grace 1 --step-secs $STEP --step-factor $FACTOR --refine $REFINE
       half=$(best_rate "$t" "$rep" sat-meeting)
       if python3 -c "import sys; sys.exit(0 if float('$half') > 0 else 1)"; then
         half=$(python3 -c "print(round(float('$half')/2, 1))")
         run_case "$t" "$rep" half-rate 60 --scenario meeting --rate "$half" --duration "$MEET_DUR" --warmup 1
       fi
       run_case "$t" "$rep" sat-fanout 150 --scenario saturate --rooms 1 --participants 200 --senders 1 \
-        --rate $FAN_START --grace 1 --step-secs $STEP --step-factor $FACTOR
+        --rate $FAN_START --grace 1 --step-secs $STEP --step-factor $FACTOR --refine $REFINE
       run_case "$t" "$rep" connections 90 --scenario connections --connections $CONNS --duration $HOLD ;;
     vcgate-w2)
-      run_case "$t" "$rep" sat-meeting 150 --scenario saturate --rate $MEET_START --grace 1 --step-secs $STEP --step-factor $FACTOR
+      run_case "$t" "$rep" sat-meeting 150 --scenario saturate --rate $MEET_START --grace 1 --step-secs $STEP --step-factor $FACTOR --refine $REFINE
       run_case "$t" "$rep" sat-fanout 150 --scenario saturate --rooms 1 --participants 200 --senders 1 \
-        --rate $FAN_START --grace 1 --step-secs $STEP --step-factor $FACTOR ;;
+        --rate $FAN_START --grace 1 --step-secs $STEP --step-factor $FACTOR --refine $REFINE ;;
     vcgate-wt)
       run_case "$t" "$rep" meeting 60 --scenario meeting --duration "$MEET_DUR" --warmup 1
-      run_case "$t" "$rep" sat-meeting 150 --scenario saturate --rate 30 --grace 1 --step-secs $STEP --step-factor $FACTOR
+      run_case "$t" "$rep" sat-meeting 150 --scenario saturate --rate 30 --grace 1 --step-secs $STEP --step-factor $FACTOR --refine $REFINE
       run_case "$t" "$rep" sat-fanout 150 --scenario saturate --rooms 1 --participants 200 --senders 1 \
-        --rate 75 --grace 1 --step-secs $STEP --step-factor $FACTOR ;;
+        --rate 75 --grace 1 --step-secs $STEP --step-factor $FACTOR --refine $REFINE ;;
     vcgate-nats)
       run_case "$t" "$rep" meeting 60 --scenario meeting --duration "$MEET_DUR" --warmup 1
-      run_case "$t" "$rep" sat-meeting 150 --scenario saturate --rate $MEET_START --grace 1 --step-secs $STEP --step-factor $FACTOR
+      run_case "$t" "$rep" sat-meeting 150 --scenario saturate --rate $MEET_START --grace 1 --step-secs $STEP --step-factor $FACTOR --refine $REFINE
       run_case "$t" "$rep" sat-fanout 150 --scenario saturate --rooms 1 --participants 200 --senders 1 \
-        --rate $FAN_START --grace 1 --step-secs $STEP --step-factor $FACTOR ;;
+        --rate $FAN_START --grace 1 --step-secs $STEP --step-factor $FACTOR --refine $REFINE ;;
   esac
   stop_all
 }

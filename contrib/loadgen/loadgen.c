@@ -41,6 +41,7 @@ typedef struct {
   long src_spread; /* connections per source address; 0: do not bind */
   long inflight;
   long max_out;
+  long refine;     /* saturate: bisection steps after the first failing rate */
   int quiet;
 } lg_opts_t;
 
@@ -107,6 +108,12 @@ struct lg {
   int step;
   int retried; /* the current rate failed once already */
   double best_rate, best_msgs, best_p99;
+  /* Refinement: once a rate fails, the steps bisect (geometrically)
+   * between the best passing rate and the lowest failing one. */
+  int refining;
+  long refine_left;
+  double fail_rate;
+  const char *fail_reason;
   const char *stop_reason;
 };
 
@@ -552,15 +559,37 @@ static void saturate_step_done(lg_t *lg, uint64_t now) {
   if (!ok && !lg->retried && !lg->disconnected && d.dup == 0 && d.misrouted == 0) {
     lg->retried = 1;
     next = lg->cur_rate;
-  } else if (!ok) {
-    stop = lost || d.overflow || d.skipped || lg->disconnected ? "loss"
-           : p99 > lg->o.p99_limit_ms                         ? "p99 above limit"
-                                                               : "errors";
+  } else {
+    if (!ok) {
+      lg->fail_reason = lost || d.overflow || d.skipped || lg->disconnected ? "loss"
+                        : p99 > lg->o.p99_limit_ms                         ? "p99 above limit"
+                                                                            : "errors";
+      /* Lost clients or wrong deliveries end the run; an overload is
+       * bracketed instead, when asked to. */
+      if (lg->disconnected || d.dup || d.misrouted || lg->best_rate <= 0 ||
+          (!lg->refining && lg->o.refine <= 0))
+        stop = lg->fail_reason;
+      else {
+        if (!lg->refining) lg->refine_left = lg->o.refine;
+        lg->refining = 1;
+        lg->fail_rate = lg->cur_rate;
+      }
+    }
+    if (!stop && lg->refining) {
+      if (lg->refine_left <= 0) stop = lg->fail_reason;
+      else {
+        lg->refine_left--;
+        lg->retried = 0;
+        next = sqrt(lg->best_rate * lg->fail_rate);
+      }
+    }
   }
-  else if (lg->step + 1 >= LG_MAX_STEPS) stop = "max steps";
-  else if (next > lg->o.max_rate) stop = "max rate";
-  else if ((now - lg->t_start) / 1e9 + lg->o.step_secs + lg->o.grace + 1 > lg->o.max_seconds)
-    stop = "max-seconds";
+  if (stop == NULL) {
+    if (lg->step + 1 >= LG_MAX_STEPS) stop = "max steps";
+    else if (next > lg->o.max_rate) stop = "max rate";
+    else if ((now - lg->t_start) / 1e9 + lg->o.step_secs + lg->o.grace + 1 > lg->o.max_seconds)
+      stop = "max-seconds";
+  }
   if (stop) {
     lg->stop_reason = stop;
     printf("{\"scenario\":\"saturate\",\"final\":true,\"transport\":\"%s\",\"rooms\":%u,"
@@ -725,6 +754,8 @@ static void usage(FILE *f) {
     "  --step-factor F     saturate: rate multiplier per step (default 1.25)\n"
     "  --p99-limit MS      saturate: stop when p99 exceeds this (default 50)\n"
     "  --max-rate N        saturate: highest per-sender rate tried (default 1000000)\n"
+    "  --refine N          saturate: after the first failing rate, N steps bisecting\n"
+    "                      between the best passing and the lowest failing rate (default 0)\n"
     "  --media video|audio MediaPacket media_type (default video)\n"
     "  --server-pid PID    report the server's VmRSS (connections: per connection)\n"
     "  --src-spread N      bind connection i to 127.0.0.(1+i/N) (default 20000; 0 = off)\n"
@@ -753,6 +784,7 @@ static int parse_opts(lg_opts_t *o, int argc, char **argv) {
     {"p99-limit", 1, 0, 3}, {"max-rate", 1, 0, 4}, {"media", 1, 0, 5},
     {"server-pid", 1, 0, 6}, {"src-spread", 1, 0, 7}, {"inflight", 1, 0, 8},
     {"max-out", 1, 0, 9}, {"connect-timeout", 1, 0, 10}, {"max-seconds", 1, 0, 11},
+    {"refine", 1, 0, 12},
     {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   memset(o, 0, sizeof *o);
   o->rooms = o->participants = o->senders = o->connections = o->size = -1;
@@ -798,6 +830,7 @@ static int parse_opts(lg_opts_t *o, int argc, char **argv) {
     case 9: o->max_out = atol(optarg); break;
     case 10: o->connect_timeout = atof(optarg); break;
     case 11: o->max_seconds = atof(optarg); break;
+    case 12: o->refine = atol(optarg); break;
     case 'q': o->quiet = 1; break;
     case 'h': usage(stdout); exit(0);
     default: usage(stderr); return -1;
@@ -822,7 +855,8 @@ static int parse_opts(lg_opts_t *o, int argc, char **argv) {
       o->senders < 0 || o->senders > o->participants || o->size < 64 || o->size > (16 << 20) ||
       !(o->rate > 0) || o->rate > 1e7 || !(o->duration > 0) || o->warmup < 0 ||
       !(o->step_secs > 0) || !(o->step_factor > 1) || o->grace < 0 || !(o->max_seconds > 0) ||
-      o->inflight < 1 || o->max_out < 65536 || o->src_spread < 0) {
+      o->inflight < 1 || o->max_out < 65536 || o->src_spread < 0 ||
+      o->refine < 0 || o->refine > 10) {
     fprintf(stderr, "loadgen: option out of range\n");
     return -1;
   }
