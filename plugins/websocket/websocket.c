@@ -293,6 +293,7 @@ struct ws_conn {
   vcg_session_t *s;            /* host-owned; NULL until session_open */
 
   int32_t dirty_idx;           /* slot in inst->dirty, -1 when absent */
+  uint32_t alive_sec;          /* loop second of the last validity report */
 
   /* FIFO of packet references (ring), owned: each holds one reference. */
   vcg_packet_t **q;
@@ -772,8 +773,18 @@ static int ws_on_receive(vcg_instance_t *inst, ws_conn_t *c, const void *in,
     return ws_conn_close_now(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
                              "binary messages only");
   }
-  /* Any message is proof of life, as a PONG would be. */
-  lws_validity_confirmed(c->wsi);
+  /* Any message is proof of life, as a PONG would be.  Reported at most
+   * once a second (the ping and idle policies count in seconds): lws keeps
+   * validity timers in one sorted list per thread, so each report walks
+   * it, and per message that grew with the number of connections. */
+  {
+    uint32_t sec = (uint32_t)(uv_now(inst->loop) / 1000);
+
+    if (sec != c->alive_sec) {
+      c->alive_sec = sec;
+      lws_validity_confirmed(c->wsi);
+    }
+  }
 
   if (first && final && c->rxlen == 0) {
     /* Whole message in one piece: deliver in place, no copy. */
