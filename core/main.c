@@ -2,6 +2,7 @@
  * configuration (plugins included), starts the worker loops and turns
  * signals into drain and stop. */
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +215,24 @@ static void log_stats(vcg__main_t *m) {
   for (size_t i = 0; i <= m->proc.workers[0].ntransports; i++) log_counters(m, i);
 }
 
+/* glibc returns the free top of a heap to the kernel once it exceeds the
+ * trim threshold (128 KiB at first), and threads other than the first
+ * (workers, nats.c's reader and delivery threads) each get their own heap.
+ * A relay frees about what it allocated a moment ago, so every burst was
+ * trimmed and then faulted back in: with the NATS bus that cycle
+ * (sysmalloc page faults, madvise) cost ~5% of the CPU and ~14% of
+ * throughput (BENCHMARKS.md).  Keep up to 32 MiB of free top per heap, and
+ * keep packets up to 4 MiB in the heaps (an mmap per large packet would
+ * fault its pages in every time; setting the trim threshold also freezes
+ * glibc's adaptive mmap threshold at 128 KiB otherwise).  RSS after a peak
+ * stays higher by at most that much per heap; it does not grow. */
+static void heap_policy(void) {
+#if defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD)
+  (void)mallopt(M_TRIM_THRESHOLD, 32 << 20);
+  (void)mallopt(M_MMAP_THRESHOLD, 4 << 20);
+#endif
+}
+
 int main(int argc, char **argv) {
   const char *file = NULL, *level = NULL, *show = NULL;
   int check = 0;
@@ -234,6 +253,7 @@ int main(int argc, char **argv) {
     }
   }
   if (optind < argc) { usage(stderr); return 2; }
+  heap_policy();
   if (level && vcg__log_parse_level(level) < 0) {
     fprintf(stderr, "vcgate: -l %s: not one of error, warn, info, debug\n", level);
     return 2;
