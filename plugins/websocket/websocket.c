@@ -74,14 +74,6 @@
 #define WS_BATCH_BYTES (256u * 1024u)
 /* Connections accepted per readiness event of the listen socket. */
 #define WS_ACCEPT_BUDGET 64
-/* lws receive buffer per established connection: the one allocation lws
- * makes per websocket beyond its wsi; messages larger than this arrive in
- * several RECEIVE callbacks and are reassembled by us.  Measured
- * (BENCHMARKS.md, 2026-11-24): 1024 halves idle RSS per connection (6.2 KB
- * to 3.0 KB) but lws then reads about one message per recv() and the
- * meeting load at 742k msgs/s drops to 292k with loss; 2048 still loses.
- * Throughput wins. */
-#define WS_RX_BUFFER 4096
 /* Largest single send() lws attempts; above any message size so a message
  * is handed to the kernel in one call (lws buffers what the kernel refuses). */
 #define WS_TX_PACKET (64u * 1024u * 1024u)
@@ -108,6 +100,7 @@ typedef struct ws_conf {
   char *tls_key;
   int64_t max_header_size; /* bytes */
   int64_t lws_log_level;   /* 0 err, 1 +warn, 2 +notice, 3 +info */
+  int64_t rx_buffer_size;  /* bytes */
 } ws_conf_t;
 
 static const vcg_option_t ws_options[] = {
@@ -125,6 +118,14 @@ static const vcg_option_t ws_options[] = {
                     "PEM private key file; with tls_cert: serve wss://"),
   VCG_OPTION_INT(ws_conf_t, max_header_size, "max_header_size", 8192, 1024,
                  65535, "bytes of HTTP request headers accepted"),
+  /* The one allocation lws makes per websocket beyond its wsi, and the
+   * most one recv() reads for a connection: memory per connection against
+   * system calls per message (BENCHMARKS.md has the measured trade-off).
+   * Messages larger than this reach us in pieces and are reassembled. */
+  VCG_OPTION_INT(ws_conf_t, rx_buffer_size, "rx_buffer_size", 4096, 512,
+                 65536, "bytes libwebsockets allocates per connection to "
+                 "receive into (and reads per recv()): lower saves memory "
+                 "on idle connections, higher reads more per system call"),
   VCG_OPTION_INT(ws_conf_t, lws_log_level, "lws_log_level", 1, 0, 3,
                  "libwebsockets' own logs: 0 errors, 1 +warnings, "
                  "2 +notices, 3 +info"),
@@ -1166,7 +1167,7 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
   inst->protocols[0].name = "vcgate";
   inst->protocols[0].callback = ws_callback;
   inst->protocols[0].per_session_data_size = 0;
-  inst->protocols[0].rx_buffer_size = WS_RX_BUFFER;
+  inst->protocols[0].rx_buffer_size = (size_t)conf->rx_buffer_size;
   inst->protocols[0].tx_packet_size = WS_TX_PACKET;
 
   inst->retry.secs_since_valid_ping = (uint16_t)ws_secs(conf->ping_interval);
