@@ -560,8 +560,8 @@ def decode_fields(buf):
 
 # ------------------------------------------------------------------ WebSocket
 
-def lobby_url(port, user, room):
-    return "ws://127.0.0.1:%d/lobby/%s/%s" % (port, user, room)
+def lobby_url(port, user, room, scheme="ws"):
+    return "%s://127.0.0.1:%d/lobby/%s/%s" % (scheme, port, user, room)
 
 
 class Client:
@@ -584,8 +584,9 @@ class Client:
         kw.setdefault("ping_interval", None)
         kw.setdefault("close_timeout", 2)
         kw.setdefault("max_queue", 1024)
+        scheme = "wss" if kw.get("ssl") is not None else "ws"
         ws = await asyncio.wait_for(
-            websockets.connect(lobby_url(port, user, room), open_timeout=timeout, **kw),
+            websockets.connect(lobby_url(port, user, room, scheme), open_timeout=timeout, **kw),
             timeout + 1)
         c = cls(ws, user, room)
         try:

@@ -740,3 +740,67 @@ def test_cli_refusals():
     cp = H.run_vcgate(["-P", "no_such_plugin"])
     assert cp.returncode == 1 and "plugin 'no_such_plugin' not found" in cp.stderr, \
         (cp.returncode, cp.stderr)
+
+
+def _self_signed(d):
+    """A P-256 certificate for 127.0.0.1 and its key, made with openssl."""
+    import shutil
+    import subprocess
+    if shutil.which("openssl") is None:
+        raise H.TestFailure("openssl is needed to make a test certificate "
+                            "(apt-get install openssl)")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    cp = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 0, cp.stderr
+    return cert, key
+
+
+@H.timeout(90)
+async def test_wss_relay_small_and_large_packets():
+    """wss:// (tls_cert + tls_key): packets relayed both ways in order, many
+    small ones and a few close to max_message_size (so TLS writes are
+    partial and lws buffers the rest), with a verified certificate."""
+    import ssl
+    cert, key = _self_signed(H.tmpdir())
+    srv = H.start_ws(ws_opts={"tls_cert": cert, "tls_key": key})
+    ctx = ssl.create_default_context(cafile=cert)
+    a = await Client.connect(srv.port, "alice", "tls", ssl=ctx)
+    b = await Client.connect(srv.port, "bob", "tls", ssl=ctx)
+    try:
+        small = [_tag("tls", "alice", i) + bytes(1000) for i in range(300)]
+        large = [_tag("tls", "bob", i) + os.urandom(900 * 1024) for i in range(4)]
+
+        async def send_all(c, items):
+            for d in items:
+                await c.send(H.PT_MEDIA, d)
+
+        got_b, got_a, _, _ = await asyncio.gather(
+            b.collect(len(small), timeout=30, quiet=0.3),
+            a.collect(len(large), timeout=30, quiet=0.3),
+            send_all(a, small), send_all(b, large))
+        assert [p.data for p in got_b] == small, \
+            "bob got %d of %d small packets, in order: %s" % (
+                len(got_b), len(small), [p.data for p in got_b] == small[:len(got_b)])
+        assert [p.data for p in got_a] == large, \
+            "alice got %d of %d large packets" % (len(got_a), len(large))
+        assert all(p.session_id == a.session_id for p in got_b)
+        assert all(p.session_id == b.session_id for p in got_a)
+        # Plain ws:// on a wss listener is refused, and the server lives on.
+        import websockets
+        try:
+            ws = await asyncio.wait_for(websockets.connect(
+                H.lobby_url(srv.port, "carol", "tls"), open_timeout=3), 5)
+            await ws.close()
+            raise H.TestFailure("a plain ws:// handshake succeeded on the wss listener")
+        except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake,
+                websockets.ConnectionClosed, EOFError):
+            pass
+    finally:
+        await a.close()
+        await b.close()
+    srv.assert_alive()
+    srv.stop()
