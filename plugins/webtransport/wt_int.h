@@ -46,6 +46,11 @@ typedef struct vcg_wt_conf {
 #define WT_QUEUE_HARD_PACKETS 8192
 #define WT_QUEUE_HARD_BYTES (8u << 20)
 #define WT_RESET_SECRET_LEN 32
+/* UDP GSO: one sendmsg carries a run of equal-sized packets.  The kernel
+ * takes at most 64 segments (UDP_MAX_SEGMENTS), and the whole run must fit
+ * one UDP datagram's payload, 65507 bytes over IPv4 (65527 over IPv6). */
+#define WT_GSO_MAX_SEGS 64
+#define WT_GSO_MAX_BYTES 65507
 
 /* Process-wide state: made in init(), read-only afterwards, shared by all
  * workers' instances. */
@@ -78,8 +83,23 @@ typedef struct wt_listener {
   struct sockaddr_storage addr;  /* the bound address (path local) */
   socklen_t addrlen;
   int inited;                    /* udp handle needs uv_close */
+  int fd;                        /* the socket, sent on directly */
+  int gso;                       /* UDP_SEGMENT works on this socket */
   size_t nsending;               /* async sends in flight (EAGAIN path) */
 } wt_listener_t;
+
+/* The packets of one write loop, accumulated in inst->txbuf and sent with
+ * one sendmsg: every packet but the last is segsize bytes long (UDP GSO
+ * cuts the buffer into segsize datagrams), all go to one peer. */
+typedef struct wt_txbatch {
+  wt_listener_t *lis;
+  struct sockaddr_storage to;
+  socklen_t tolen;
+  size_t len;                    /* bytes in inst->txbuf */
+  size_t segsize;                /* the first packet's size */
+  size_t nsegs;
+  int closed;                    /* a shorter packet ended the run */
+} wt_txbatch_t;
 
 /* ---- per-worker instance ---- */
 struct vcg_instance {
@@ -103,6 +123,7 @@ struct vcg_instance {
   size_t max_msg;                /* host->max_message_size(w) */
   uint64_t sr_window;            /* stateless reset rate limit window (ns) */
   unsigned sr_count;
+  uint8_t txbuf[WT_GSO_MAX_BYTES];  /* the write loop's packets (GSO) */
   uint8_t rxbuf[65536];
 };
 
