@@ -1249,6 +1249,9 @@ static void on_datagram(wt_listener_t *l, const uint8_t *data, size_t len,
   vcg__wt_conn_mark(c);
 }
 
+/* With recvmmsg, libuv splits the buffer into 64 KiB slots, one datagram
+ * each: it must be a multiple of that size.  The buffer is the instance's
+ * and is reused at once, so nothing is freed on UV_UDP_MMSG_FREE. */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   wt_listener_t *l = h->data;
   (void)hint;
@@ -1256,6 +1259,9 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   buf->len = sizeof(l->inst->rxbuf);
 }
 
+/* One call per datagram (UV_UDP_MMSG_CHUNK with recvmmsg), then one with
+ * nread == 0 and no address that ends the batch: ignored here, since the
+ * flush already waits for the loop's check phase. */
 static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                     const struct sockaddr *addr, unsigned flags) {
   wt_listener_t *l = h->data;
@@ -1300,7 +1306,9 @@ static int lis_open(vcg_instance_t *inst, wt_listener_t *l, const char *spec) {
   }
   l->addrlen = sizeof(l->addr);
   getsockname(fd, (struct sockaddr *)&l->addr, &l->addrlen);
-  if ((rc = uv_udp_init(inst->loop, &l->udp)) != 0) {
+  /* AF_UNSPEC: libuv makes no socket of its own, we open ours below.
+   * RECVMMSG: up to WT_RX_SLOTS datagrams per system call. */
+  if ((rc = uv_udp_init_ex(inst->loop, &l->udp, AF_UNSPEC | UV_UDP_RECVMMSG)) != 0) {
     close(fd);
     return rc;
   }

@@ -51,6 +51,11 @@ typedef struct vcg_wt_conf {
  * one UDP datagram's payload, 65507 bytes over IPv4 (65527 over IPv6). */
 #define WT_GSO_MAX_SEGS 64
 #define WT_GSO_MAX_BYTES 65507
+/* recvmmsg: libuv hands each datagram one 64 KiB slot of the read buffer;
+ * 16 slots read 16 datagrams per system call.  Only the first page or so
+ * of each slot is ever touched, so the resident cost is small. */
+#define WT_RX_SLOT (64u << 10)
+#define WT_RX_SLOTS 16
 
 /* Process-wide state: made in init(), read-only afterwards, shared by all
  * workers' instances. */
@@ -124,7 +129,7 @@ struct vcg_instance {
   uint64_t sr_window;            /* stateless reset rate limit window (ns) */
   unsigned sr_count;
   uint8_t txbuf[WT_GSO_MAX_BYTES];  /* the write loop's packets (GSO) */
-  uint8_t rxbuf[65536];
+  uint8_t rxbuf[WT_RX_SLOTS * WT_RX_SLOT]; /* recvmmsg slots */
 };
 
 /* ---- output: a stream we write, or one datagram ---- */
