@@ -71,6 +71,7 @@ typedef struct {
   int gso;           /* UDP_SEGMENT works on it */
   int rx_pending;    /* packets read in this recvmmsg batch, not yet answered */
   uv_timer_t timer;
+  uint64_t timer_due;  /* loop time (ms) the timer was set for */
   int nclosing;      /* handles whose close callback is pending */
   int closing;
   int opened;        /* CONNECT answered 2xx */
@@ -420,6 +421,10 @@ static void wt_arm_timer(wt_t *w) {
   ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(w->conn), now = lg_now_ns();
   if (exp == UINT64_MAX) { uv_timer_stop(&w->timer); return; }
   uint64_t ms = exp > now ? (exp - now + 999999) / 1000000 : 0;
+  /* Unchanged deadline (most flushes): leave libuv's timer heap alone. */
+  uint64_t due = uv_now(lg_loop(w->c->lg)) + ms;
+  if (uv_is_active((uv_handle_t *)&w->timer) && w->timer_due == due) return;
+  w->timer_due = due;
   uv_timer_start(&w->timer, wt_timer_cb, ms, 0);
 }
 

@@ -570,6 +570,12 @@ static void conn_arm_timer(wt_conn_t *c) {
     return;
   }
   uint64_t ms = exp <= now ? 0 : (exp - now + 999999) / 1000000;
+  /* Most flushes leave the deadline where it was: skip re-inserting the
+   * timer into libuv's heap then (uv_timer_start is a stop and a start,
+   * a visible cost when every flush paid it). */
+  uint64_t due = uv_now(c->inst->loop) + ms;
+  if (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due == due) return;
+  c->timer_due = due;
   uv_timer_start(&c->timer, on_conn_timer, ms, 0);
 }
 
@@ -582,6 +588,7 @@ static void conn_enter_period(wt_conn_t *c, int state) {
   c->state = state;
   vcg__wt_conn_gone(c);
   dirty_unlink(c);
+  c->timer_due = uv_now(c->inst->loop) + ms;
   uv_timer_start(&c->timer, on_conn_timer, ms, 0);
 }
 

@@ -196,6 +196,7 @@ struct wt_conn {
   struct sockaddr_storage local, remote;
   socklen_t locallen, remotelen;
   uv_timer_t timer;
+  uint64_t timer_due;            /* loop time (ms) the timer was set for */
   int timer_inited;
   wt_cident_t *cids;             /* CIDs registered for this connection */
   ngtcp2_cid odcid;              /* the client's original DCID */
