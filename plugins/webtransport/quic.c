@@ -682,21 +682,26 @@ static void on_conn_timer(uv_timer_t *t) {
 
 /* ------------------------------------------------------------ write loop */
 
+/* Blocked on stream flow control during this flush (see conn_flush). */
+static int os_blocked(const wt_conn_t *c, const wt_ostream_t *os) {
+  return os->blocked_gen == c->flush_gen;
+}
+
 /* The next item with bytes to write, or NULL.  Control streams come
  * first; the packet queue is served in order and stops at an item whose
  * stream is not opened yet (streams cannot be opened mid-packet). */
 static wt_ostream_t *pick(wt_conn_t *c, int *stopped) {
   *stopped = 0;
-  if (c->ctrl_os && c->ctrl_os->id >= 0 && !c->ctrl_os->blocked && os_pending(c->ctrl_os))
+  if (c->ctrl_os && c->ctrl_os->id >= 0 && !os_blocked(c, c->ctrl_os) && os_pending(c->ctrl_os))
     return c->ctrl_os;
-  if (c->connect_os && !c->connect_os->blocked && os_pending(c->connect_os))
+  if (c->connect_os && !os_blocked(c, c->connect_os) && os_pending(c->connect_os))
     return c->connect_os;
   for (wt_ostream_t *os = c->oq_head; os; os = os->onext) {
     if (os->id == WT_ID_UNOPENED) {
       *stopped = 1;
       return NULL;
     }
-    if (os->blocked || !os_pending(os)) continue;
+    if (os_blocked(c, os) || !os_pending(os)) continue;
     return os;
   }
   return NULL;
@@ -789,7 +794,7 @@ static int write_loop(wt_conn_t *c) {
       if (nwrite < 0) {
         switch (nwrite) {
         case NGTCP2_ERR_STREAM_DATA_BLOCKED:
-          os->blocked = 1;
+          os->blocked_gen = c->flush_gen;
           continue;
         case NGTCP2_ERR_STREAM_SHUT_WR:
         case NGTCP2_ERR_STREAM_NOT_FOUND:
@@ -829,8 +834,10 @@ static void conn_flush(wt_conn_t *c) {
   vcg__wt_flush_session(c);
   if (c->state != WT_C_ACTIVE) return;
   /* Flow-control blocks are re-tested on every flush: ngtcp2 answers
-   * STREAM_DATA_BLOCKED again at once while they last. */
-  for (wt_ostream_t *os = c->os_all; os; os = os->next) os->blocked = 0;
+   * STREAM_DATA_BLOCKED again at once while they last.  A new flush
+   * generation lifts them all at once: walking every stream here was
+   * O(queue) per flush, most of the server's time once queues grew. */
+  c->flush_gen++;
   for (int round = 0; round < 8; round++) {
     size_t before = c->oq_opened;
     int rv = open_streams(c);
@@ -955,7 +962,7 @@ static int cb_extend_max_stream_data(ngtcp2_conn *qc, int64_t id,
   (void)qc;
   (void)max_data;
   wt_ostream_t *os = os_of(ud, id, sud);
-  if (os) os->blocked = 0;
+  if (os) os->blocked_gen = 0;
   vcg__wt_conn_mark(ud);
   return 0;
 }

@@ -155,7 +155,8 @@ typedef struct wt_ostream {
   wt_chunk_t *chead, *ctail;
   uint64_t cbase;                   /* stream offset of chead's first byte */
   uint64_t sent, total, acked;
-  unsigned fin : 1, fin_sent : 1, blocked : 1, queued : 1, counted : 1;
+  uint64_t blocked_gen;             /* == conn->flush_gen: flow blocked */
+  unsigned fin : 1, fin_sent : 1, queued : 1, counted : 1;
   unsigned char tries;              /* datagram attempts without success */
 } wt_ostream_t;
 
@@ -188,6 +189,7 @@ struct wt_conn {
   wt_conn_t *prev, *next;        /* inst->conns */
   wt_conn_t *dnext;              /* inst->dirty */
   int dirty;
+  uint64_t flush_gen;            /* conn_flush calls, from 1 */
   vcg_instance_t *inst;
   wt_listener_t *lis;
   ngtcp2_conn *qc;
