@@ -30,6 +30,7 @@
 #define WT_MAX_PKTS_PER_FLUSH 512
 #define WT_MAX_MSG (16u << 20)
 #define WT_MAX_PKTLEN 1500
+#define WT_ACK_MIN_MS 1            /* an ACK-only answer waits this long */
 #define WT_MAX_STREAMS_UNI 1000   /* server streams open at once */
 #define WT_UNI_CREDIT_BATCH 100   /* stream credit handed back at a time */
 /* UDP GSO: at most 64 segments (the kernel's UDP_MAX_SEGMENTS) in one
@@ -725,6 +726,28 @@ static void wt_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = lg_readbuf(w->c->lg);
 }
 
+/* After reading: answer at once while the handshake runs or when we have
+ * stream data waiting; otherwise what is due is only an acknowledgement,
+ * which waits for the timer, at least WT_ACK_MIN_MS.  On loopback ngtcp2's
+ * ACK delay (a fraction of a microsecond-scale RTT) meant one ACK-only
+ * datagram per datagram received, something a client on a real network
+ * does not send (Chromium waits a quarter of the RTT, up to 10 packets). */
+static void wt_rx_done(wt_t *w) {
+  if (!ngtcp2_conn_get_handshake_completed(w->conn) || w->pend_head) {
+    wt_flush_w(w);
+    return;
+  }
+  ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(w->conn), now = lg_now_ns();
+  if (exp == UINT64_MAX) return;
+  uint64_t ms = exp > now ? (exp - now + 999999) / 1000000 : 0;
+  if (ms < WT_ACK_MIN_MS) ms = WT_ACK_MIN_MS;
+  uint64_t due = uv_now(lg_loop(w->c->lg)) + ms;
+  /* An earlier deadline already set stays. */
+  if (uv_is_active((uv_handle_t *)&w->timer) && w->timer_due <= due) return;
+  w->timer_due = due;
+  uv_timer_start(&w->timer, wt_timer_cb, ms, 0);
+}
+
 /* With recvmmsg, one call per datagram (UV_UDP_MMSG_CHUNK), then one with
  * n == 0 that ends the batch: the answer (ACKs, more data) is written once
  * per batch, not once per datagram. */
@@ -734,7 +757,7 @@ static void wt_recv_cb(uv_udp_t *u, ssize_t n, const uv_buf_t *buf, const struct
   if (w->closing) return;
   if (n == 0 && w->rx_pending) {
     w->rx_pending = 0;
-    wt_flush_w(w);
+    wt_rx_done(w);
     return;
   }
   if (n <= 0) return;
@@ -751,7 +774,7 @@ static void wt_recv_cb(uv_udp_t *u, ssize_t n, const uv_buf_t *buf, const struct
     return;
   }
   if (flags & UV_UDP_MMSG_CHUNK) w->rx_pending = 1;
-  else wt_flush_w(w);
+  else wt_rx_done(w);
 }
 
 static int wt_connect(lg_t *lg, lg_conn_t *c) {
