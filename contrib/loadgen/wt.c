@@ -8,9 +8,13 @@
  *
  * The server certificate is not verified: this is a benchmark client for
  * loopback, and the development certificate is self-signed. */
+#define _GNU_SOURCE 1 /* sendmmsg(), struct mmsghdr */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/udp.h>
+#include <sys/socket.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/crypto.h>
 #include <ngtcp2/ngtcp2.h>
@@ -25,6 +29,14 @@
   "+GROUP-SECP384R1:+GROUP-SECP521R1"
 #define WT_MAX_PKTS_PER_FLUSH 512
 #define WT_MAX_MSG (16u << 20)
+#define WT_MAX_PKTLEN 1500
+#define WT_ACK_MIN_MS 1            /* an ACK-only answer waits this long */
+#define WT_MAX_STREAMS_UNI 1000   /* server streams open at once */
+#define WT_UNI_CREDIT_BATCH 100   /* stream credit handed back at a time */
+/* UDP GSO: at most 64 segments (the kernel's UDP_MAX_SEGMENTS) in one
+ * datagram's worth of payload (65507 bytes over IPv4). */
+#define WT_GSO_MAX_SEGS 64
+#define WT_GSO_MAX_BYTES 65507
 
 /* One stream we send on (the control stream, the CONNECT stream or a
  * packet's uni stream).  ngtcp2 does not copy stream data: buf lives until
@@ -47,10 +59,22 @@ typedef struct {
   int kind;     /* 0 unknown yet, 1 WT data, 2 ignored (control, QPACK) */
 } wt_in_t;
 
+/* The packets of one flush, sent with one sendmsg: every one but the last
+ * is segsize bytes (UDP GSO cuts the buffer at that size). */
+typedef struct {
+  uint8_t buf[WT_GSO_MAX_BYTES];
+  size_t len, segsize, nsegs;
+  int closed; /* a shorter packet ended the run */
+} wt_run_t;
+
 typedef struct {
   lg_conn_t *c;
   uv_udp_t udp;
+  int fd;            /* the connected socket, sent on directly */
+  int gso;           /* UDP_SEGMENT works on it */
+  int rx_pending;    /* packets read in this recvmmsg batch, not yet answered */
   uv_timer_t timer;
+  uint64_t timer_due;  /* loop time (ms) the timer was set for */
   int nclosing;      /* handles whose close callback is pending */
   int closing;
   int opened;        /* CONNECT answered 2xx */
@@ -71,6 +95,7 @@ typedef struct {
   uint8_t resp[4096];  /* CONNECT stream bytes (response HEADERS, capsules) */
   size_t resplen;
   int64_t session_id;  /* the CONNECT stream id */
+  uint64_t uni_credit; /* finished server streams not yet credited back */
   uint64_t rng;
 } wt_t;
 
@@ -140,6 +165,7 @@ static void wt_shutdown(wt_t *w, const char *why) {
   w->closing = 1;
   if (why != w->why && !w->why[0]) snprintf(w->why, sizeof w->why, "%s", why);
   w->nclosing = 2;
+  w->fd = -1; /* uv_close closes it now */
   uv_timer_stop(&w->timer);
   uv_udp_recv_stop(&w->udp);
   uv_close((uv_handle_t *)&w->timer, wt_handle_closed);
@@ -228,20 +254,121 @@ static void wait_drain(wt_t *w) {
   }
 }
 
+/* Whether the kernel knows UDP_SEGMENT (Linux 4.18+); an older one would
+ * ignore the control message and send the run as one datagram. */
+static int wt_gso_probe(int fd) {
+  int v = 0;
+  socklen_t vl = sizeof v;
+  return getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &vl) == 0;
+}
+
+/* One sendmsg, cut by the kernel into segsize datagrams: 0 or -errno. */
+static int wt_send_gso(wt_t *w, const uint8_t *buf, size_t len, size_t segsize) {
+  union {
+    char b[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct iovec iov = {(void *)(uintptr_t)buf, len};
+  struct msghdr m = {0};
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  m.msg_control = u.b;
+  m.msg_controllen = sizeof u.b;
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+  cm->cmsg_level = SOL_UDP;
+  cm->cmsg_type = UDP_SEGMENT;
+  cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  uint16_t gs = (uint16_t)segsize;
+  memcpy(CMSG_DATA(cm), &gs, sizeof gs);
+  ssize_t n;
+  do n = sendmsg(w->fd, &m, 0);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : 0;
+}
+
+/* One datagram per segment, by sendmmsg.  The rest of the run is dropped
+ * when the socket buffer is full, a datagram refused otherwise is skipped:
+ * lost like any other, QUIC recovers. */
+static void wt_send_each(wt_t *w, const uint8_t *buf, size_t len, size_t segsize) {
+  struct mmsghdr mm[WT_GSO_MAX_SEGS];
+  struct iovec iov[WT_GSO_MAX_SEGS];
+  size_t off = 0;
+  while (off < len) {
+    unsigned n = 0;
+    for (size_t o = off; o < len && n < WT_GSO_MAX_SEGS; o += segsize, n++) {
+      iov[n].iov_base = (void *)(uintptr_t)(buf + o);
+      iov[n].iov_len = len - o < segsize ? len - o : segsize;
+      memset(&mm[n], 0, sizeof mm[n]);
+      mm[n].msg_hdr.msg_iov = &iov[n];
+      mm[n].msg_hdr.msg_iovlen = 1;
+    }
+    int r = sendmmsg(w->fd, mm, n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    off += (r > 0 ? (size_t)r : 1) * segsize;
+  }
+}
+
+/* Send buf as segsize datagrams (the last may be shorter) to the peer. */
+static void wt_send_segs(wt_t *w, const uint8_t *buf, size_t len, size_t segsize) {
+  if (len == 0 || w->fd < 0) return;
+  if (w->gso && len > segsize) {
+    int rc = wt_send_gso(w, buf, len, segsize);
+    /* Sent, or refused as a lone datagram would be (full buffer...). */
+    if (rc == 0 || (rc != -EIO && rc != -EINVAL && rc != -ENOPROTOOPT && rc != -EOPNOTSUPP))
+      return;
+    w->gso = 0; /* the kernel or the device cannot: never again here */
+  }
+  wt_send_each(w, buf, len, segsize);
+}
+
 static void wt_send_pkt(wt_t *w, const uint8_t *pkt, size_t len) {
-  uv_buf_t b = uv_buf_init((char *)pkt, (unsigned)len);
-  /* A datagram the kernel refuses is lost like any other; QUIC recovers. */
-  (void)uv_udp_try_send(&w->udp, &b, 1, NULL);
+  wt_send_segs(w, pkt, len, len);
+}
+
+static void run_flush(wt_t *w, wt_run_t *r) {
+  wt_send_segs(w, r->buf, r->len, r->segsize);
+  r->len = r->segsize = r->nsegs = 0;
+  r->closed = 0;
+}
+
+/* Where the next packet goes: the end of the run, sent first if a packet
+ * of maxudp bytes would not fit. */
+static uint8_t *run_room(wt_t *w, wt_run_t *r, size_t maxudp) {
+  if (r->closed || r->nsegs >= WT_GSO_MAX_SEGS || sizeof r->buf - r->len < maxudp)
+    run_flush(w, r);
+  return r->buf + r->len;
+}
+
+/* The n bytes written at run_room() join the run, or start the next one
+ * when longer than its segments (GSO: only the last may differ). */
+static void run_add(wt_t *w, wt_run_t *r, size_t n) {
+  if (r->nsegs > 0 && n > r->segsize) {
+    size_t at = r->len;
+    run_flush(w, r);
+    memmove(r->buf, r->buf + at, n);
+  }
+  if (r->nsegs == 0) r->segsize = n;
+  else if (n < r->segsize) r->closed = 1;
+  r->len += n;
+  r->nsegs++;
 }
 
 static void wt_arm_timer(wt_t *w);
 
 static void wt_flush_w(wt_t *w) {
   if (w->closing || !w->conn) return;
-  uint8_t pkt[1500];
+  wt_run_t run; /* not initialised: 64 KiB written only where used */
+  run.len = run.segsize = run.nsegs = 0;
+  run.closed = 0;
   ngtcp2_pkt_info pi;
   uint64_t ts = lg_now_ns();
+  size_t maxudp = ngtcp2_conn_get_path_max_tx_udp_payload_size(w->conn);
+  if (maxudp > WT_MAX_PKTLEN) maxudp = WT_MAX_PKTLEN;
   for (int n = 0; n < WT_MAX_PKTS_PER_FLUSH;) {
+    /* Stays put while ngtcp2 builds one packet over several calls. */
+    uint8_t *pkt = run_room(w, &run, maxudp);
     wt_out_t *o = w->pend_head;
     ngtcp2_vec v = {0};
     ngtcp2_ssize ndatalen = -1;
@@ -255,7 +382,7 @@ static void wt_flush_w(wt_t *w) {
       sid = o->id;
       if (o->fin) flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
     }
-    ngtcp2_ssize nw = ngtcp2_conn_writev_stream(w->conn, &w->ps.path, &pi, pkt, sizeof pkt,
+    ngtcp2_ssize nw = ngtcp2_conn_writev_stream(w->conn, &w->ps.path, &pi, pkt, maxudp,
                                                 &ndatalen, flags, sid, &v, nv, ts);
     if (o && ndatalen >= 0) {
       o->sent += (size_t)ndatalen;
@@ -268,14 +395,16 @@ static void wt_flush_w(wt_t *w) {
         if (o && w->pend_head == o) pend_pop(w);
         continue;
       }
+      run_flush(w, &run); /* before the socket closes */
       snprintf(w->why, sizeof w->why, "quic write: %s", ngtcp2_strerror((int)nw));
       wt_shutdown(w, w->why);
       return;
     }
     if (nw == 0) break;
-    wt_send_pkt(w, pkt, (size_t)nw);
+    run_add(w, &run, (size_t)nw);
     n++;
   }
+  run_flush(w, &run);
   ngtcp2_conn_update_pkt_tx_time(w->conn, ts);
   wt_arm_timer(w);
 }
@@ -296,6 +425,10 @@ static void wt_arm_timer(wt_t *w) {
   ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(w->conn), now = lg_now_ns();
   if (exp == UINT64_MAX) { uv_timer_stop(&w->timer); return; }
   uint64_t ms = exp > now ? (exp - now + 999999) / 1000000 : 0;
+  /* Unchanged deadline (most flushes): leave libuv's timer heap alone. */
+  uint64_t due = uv_now(lg_loop(w->c->lg)) + ms;
+  if (uv_is_active((uv_handle_t *)&w->timer) && w->timer_due == due) return;
+  w->timer_due = due;
   uv_timer_start(&w->timer, wt_timer_cb, ms, 0);
 }
 
@@ -508,7 +641,14 @@ static int wt_recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id,
     free(in->buf);
     free(in);
     ngtcp2_conn_set_stream_user_data(conn, id, NULL);
-    ngtcp2_conn_extend_max_streams_uni(conn, 1);
+    /* In batches: ngtcp2 sends MAX_STREAMS as soon as any credit is
+     * pending, so one stream at a time made every flush send an
+     * ack-eliciting packet (and the server acknowledge it).  A tenth of
+     * the 1000-stream window keeps the server far from blocking. */
+    if (++w->uni_credit >= WT_UNI_CREDIT_BATCH) {
+      ngtcp2_conn_extend_max_streams_uni(conn, w->uni_credit);
+      w->uni_credit = 0;
+    }
   }
   return 0;
 }
@@ -586,10 +726,41 @@ static void wt_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = lg_readbuf(w->c->lg);
 }
 
+/* After reading: answer at once while the handshake runs or when we have
+ * stream data waiting; otherwise what is due is only an acknowledgement,
+ * which waits for the timer, at least WT_ACK_MIN_MS.  On loopback ngtcp2's
+ * ACK delay (a fraction of a microsecond-scale RTT) meant one ACK-only
+ * datagram per datagram received, something a client on a real network
+ * does not send (Chromium waits a quarter of the RTT, up to 10 packets). */
+static void wt_rx_done(wt_t *w) {
+  if (!ngtcp2_conn_get_handshake_completed(w->conn) || w->pend_head) {
+    wt_flush_w(w);
+    return;
+  }
+  ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(w->conn), now = lg_now_ns();
+  if (exp == UINT64_MAX) return;
+  uint64_t ms = exp > now ? (exp - now + 999999) / 1000000 : 0;
+  if (ms < WT_ACK_MIN_MS) ms = WT_ACK_MIN_MS;
+  uint64_t due = uv_now(lg_loop(w->c->lg)) + ms;
+  /* An earlier deadline already set stays. */
+  if (uv_is_active((uv_handle_t *)&w->timer) && w->timer_due <= due) return;
+  w->timer_due = due;
+  uv_timer_start(&w->timer, wt_timer_cb, ms, 0);
+}
+
+/* With recvmmsg, one call per datagram (UV_UDP_MMSG_CHUNK), then one with
+ * n == 0 that ends the batch: the answer (ACKs, more data) is written once
+ * per batch, not once per datagram. */
 static void wt_recv_cb(uv_udp_t *u, ssize_t n, const uv_buf_t *buf, const struct sockaddr *addr,
                        unsigned flags) {
   wt_t *w = u->data;
-  if (n <= 0 || w->closing) return;
+  if (w->closing) return;
+  if (n == 0 && w->rx_pending) {
+    w->rx_pending = 0;
+    wt_rx_done(w);
+    return;
+  }
+  if (n <= 0) return;
   ngtcp2_pkt_info pi = {0};
   int rc = ngtcp2_conn_read_pkt(w->conn, &w->ps.path, &pi, (const uint8_t *)buf->base, (size_t)n,
                                 lg_now_ns());
@@ -602,7 +773,8 @@ static void wt_recv_cb(uv_udp_t *u, ssize_t n, const uv_buf_t *buf, const struct
     wt_shutdown(w, w->why);
     return;
   }
-  wt_flush_w(w);
+  if (flags & UV_UDP_MMSG_CHUNK) w->rx_pending = 1;
+  else wt_rx_done(w);
 }
 
 static int wt_connect(lg_t *lg, lg_conn_t *c) {
@@ -611,7 +783,11 @@ static int wt_connect(lg_t *lg, lg_conn_t *c) {
   w->c = c;
   w->session_id = -1;
   w->rng = lg_now_ns() ^ ((uint64_t)c->idx << 32);
-  int rc = uv_udp_init(lg_loop(lg), &w->udp);
+  w->fd = -1;
+  /* RECVMMSG: many datagrams per system call (the read buffer is a
+   * multiple of 64 KiB, see lg_readbuf); AF_UNSPEC: the socket is made at
+   * bind or connect. */
+  int rc = uv_udp_init_ex(lg_loop(lg), &w->udp, AF_UNSPEC | UV_UDP_RECVMMSG);
   if (rc < 0) { free(w); return rc; }
   uv_timer_init(lg_loop(lg), &w->timer);
   w->udp.data = w->timer.data = w;
@@ -623,6 +799,12 @@ static int wt_connect(lg_t *lg, lg_conn_t *c) {
   if (src) rc = uv_udp_bind(&w->udp, src, 0);
   if (rc >= 0) { step = "udp connect"; rc = uv_udp_connect(&w->udp, (const struct sockaddr *)&c->url->addr); }
   if (rc >= 0) { step = "udp getsockname"; rc = uv_udp_getsockname(&w->udp, (struct sockaddr *)&local, &ll); }
+  uv_os_fd_t fd;
+  if (rc >= 0) { step = "udp fileno"; rc = uv_fileno((uv_handle_t *)&w->udp, &fd); }
+  if (rc >= 0) {
+    w->fd = fd;
+    w->gso = wt_gso_probe(fd);
+  }
   if (rc >= 0) { step = "udp recv"; rc = uv_udp_recv_start(&w->udp, wt_alloc_cb, wt_recv_cb); }
   if (rc < 0) {
     snprintf(w->why, sizeof w->why, "%s: %s", step, uv_strerror(rc));
@@ -670,7 +852,7 @@ static int wt_connect(lg_t *lg, lg_conn_t *c) {
   tp.initial_max_stream_data_uni = 1u << 20;
   tp.initial_max_data = 16u << 20;
   tp.initial_max_streams_bidi = 16;
-  tp.initial_max_streams_uni = 1000;
+  tp.initial_max_streams_uni = WT_MAX_STREAMS_UNI;
   tp.max_idle_timeout = 30ull * 1000000000ull;
   tp.max_datagram_frame_size = 65535;
   rc = ngtcp2_conn_client_new(&w->conn, &dcid, &scid, &w->ps.path, NGTCP2_PROTO_VER_V1, &cb, &st,

@@ -11,13 +11,16 @@
  * callbacks and outside reentrant host calls, and coalesces many small
  * writes into full QUIC packets.
  */
+#define _GNU_SOURCE 1 /* sendmmsg(), struct mmsghdr */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include <gnutls/crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
@@ -325,25 +328,177 @@ static void on_async_sent(uv_udp_send_t *req, int status) {
   free(sr);
 }
 
-static void lis_send(wt_listener_t *l, const struct sockaddr *to,
-                     const uint8_t *p, size_t len) {
-  uv_buf_t b = uv_buf_init((char *)(uintptr_t)p, (unsigned)len);
-  int rc = uv_udp_try_send(&l->udp, &b, 1, to);
-  if (rc >= 0 || rc != UV_EAGAIN) return;
-  /* The socket buffer is full: queue a bounded number of copies rather
-   * than lose a burst (and with it the congestion window). */
+static socklen_t sa_len(const struct sockaddr *sa) {
+  return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                   : sizeof(struct sockaddr_in);
+}
+
+/* The socket buffer is full (or libuv still holds older datagrams): queue
+ * a bounded number of copies rather than lose a burst (and with it the
+ * congestion window).  libuv sends them in order when the socket drains. */
+static void lis_queue(wt_listener_t *l, const struct sockaddr *to,
+                      const uint8_t *p, size_t len) {
   if (l->nsending >= 1024) return;
   wt_sendreq_t *sr = malloc(sizeof(*sr) + len);
   if (!sr) return;
   sr->lis = l;
   sr->len = len;
   memcpy(sr->data, p, len);
-  b = uv_buf_init((char *)sr->data, (unsigned)len);
+  uv_buf_t b = uv_buf_init((char *)sr->data, (unsigned)len);
   if (uv_udp_send(&sr->req, &l->udp, &b, 1, to, on_async_sent) != 0) {
     free(sr);
     return;
   }
   l->nsending++;
+}
+
+/* One sendmsg for the whole run: the kernel cuts it into segsize
+ * datagrams.  Returns 0 or a negative errno. */
+static int send_gso(wt_listener_t *l, const struct sockaddr *to,
+                    const uint8_t *buf, size_t len, size_t segsize) {
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } u;
+  struct iovec iov = { (void *)(uintptr_t)buf, len };
+  struct msghdr m;
+  memset(&m, 0, sizeof(m));
+  memset(&u, 0, sizeof(u));
+  m.msg_name = (void *)(uintptr_t)to;
+  m.msg_namelen = sa_len(to);
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  m.msg_control = u.buf;
+  m.msg_controllen = sizeof(u.buf);
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+  cm->cmsg_level = SOL_UDP;
+  cm->cmsg_type = UDP_SEGMENT;
+  cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  uint16_t gs = (uint16_t)segsize;
+  memcpy(CMSG_DATA(cm), &gs, sizeof(gs));
+  ssize_t n;
+  do n = sendmsg(l->fd, &m, 0);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : 0;
+}
+
+/* One datagram per segment, WT_GSO_MAX_SEGS per sendmmsg.  A datagram the
+ * kernel refuses for any reason but a full buffer is dropped (QUIC
+ * retransmits), as a lone send would.  Returns the bytes handled: less
+ * than len when the socket buffer filled up. */
+static size_t send_each(wt_listener_t *l, const struct sockaddr *to,
+                        const uint8_t *buf, size_t len, size_t segsize) {
+  struct mmsghdr mm[WT_GSO_MAX_SEGS];
+  struct iovec iov[WT_GSO_MAX_SEGS];
+  size_t off = 0;
+  while (off < len) {
+    unsigned n = 0;
+    for (size_t o = off; o < len && n < WT_GSO_MAX_SEGS; o += segsize, n++) {
+      iov[n].iov_base = (void *)(uintptr_t)(buf + o);
+      iov[n].iov_len = len - o < segsize ? len - o : segsize;
+      memset(&mm[n], 0, sizeof(mm[n]));
+      mm[n].msg_hdr.msg_name = (void *)(uintptr_t)to;
+      mm[n].msg_hdr.msg_namelen = sa_len(to);
+      mm[n].msg_hdr.msg_iov = &iov[n];
+      mm[n].msg_hdr.msg_iovlen = 1;
+    }
+    int r = sendmmsg(l->fd, mm, n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    /* Sent r, or the first one failed for good: skip it. */
+    size_t k = r > 0 ? (size_t)r : 1;
+    off += k * segsize;
+  }
+  return off < len ? off : len;
+}
+
+/* Errors by which a kernel or a device says it cannot do UDP GSO (no
+ * checksum offload, an unknown control message). */
+static int gso_unsupported(int err) {
+  return err == -EIO || err == -EINVAL || err == -ENOPROTOOPT ||
+         err == -EOPNOTSUPP;
+}
+
+/* Send buf to `to` as datagrams of segsize bytes (the last may be
+ * shorter): one sendmsg with GSO when the socket can, else one sendmmsg;
+ * what the full socket buffer refuses is queued. */
+static void lis_send_segs(wt_listener_t *l, const struct sockaddr *to,
+                          const uint8_t *buf, size_t len, size_t segsize) {
+  size_t off = 0;
+  /* While libuv holds queued datagrams, newer ones queue behind them:
+   * reordering would look like loss to the peer. */
+  if (l->nsending == 0) {
+    int rc = 0;
+    if (l->gso && len > segsize) {
+      rc = send_gso(l, to, buf, len, segsize);
+      if (rc == 0) return;
+      if (gso_unsupported(rc)) {
+        /* Once and for all: send this run and every later one without. */
+        l->gso = 0;
+        vcg_instance_t *inst = l->inst;
+        inst->host->log(inst->w, NULL, VCG_LOG_WARN,
+                        "udp GSO refused (%s): one datagram per packet from now on",
+                        uv_strerror(rc));
+        rc = 0;
+      } else if (rc != -EAGAIN && rc != -EWOULDBLOCK) {
+        return; /* lost, as a lone datagram would be */
+      }
+    }
+    if (rc == 0) off = send_each(l, to, buf, len, segsize);
+  }
+  for (; off < len; off += segsize)
+    lis_queue(l, to, buf + off, len - off < segsize ? len - off : segsize);
+}
+
+static void lis_send(wt_listener_t *l, const struct sockaddr *to,
+                     const uint8_t *p, size_t len) {
+  lis_send_segs(l, to, p, len, len);
+}
+
+/* --------------------------------------------------------- send batches */
+
+static void batch_init(wt_txbatch_t *b, wt_listener_t *l) {
+  memset(b, 0, sizeof(*b));
+  b->lis = l;
+}
+
+static void batch_flush(wt_txbatch_t *b) {
+  if (b->len > 0)
+    lis_send_segs(b->lis, (const struct sockaddr *)&b->to, b->lis->inst->txbuf,
+                  b->len, b->segsize);
+  b->len = b->segsize = b->nsegs = 0;
+  b->closed = 0;
+}
+
+/* Where the next packet is written: the end of the run, after sending the
+ * run if a full-sized packet would not fit any more. */
+static uint8_t *batch_room(wt_txbatch_t *b, size_t maxudp) {
+  if (b->closed || b->nsegs >= WT_GSO_MAX_SEGS || WT_GSO_MAX_BYTES - b->len < maxudp)
+    batch_flush(b);
+  return b->lis->inst->txbuf + b->len;
+}
+
+/* The packet of n bytes just written at batch_room() joins the run, or,
+ * when it cannot (larger than the run's segments, or for another
+ * address), the run is sent and the packet starts the next one. */
+static void batch_add(wt_txbatch_t *b, const struct sockaddr *to, size_t n) {
+  uint8_t *txbuf = b->lis->inst->txbuf;
+  socklen_t tolen = sa_len(to);
+  if (b->nsegs > 0 &&
+      (n > b->segsize || tolen != b->tolen || memcmp(&b->to, to, tolen) != 0)) {
+    size_t at = b->len;
+    batch_flush(b);
+    memmove(txbuf, txbuf + at, n);
+  }
+  if (b->nsegs == 0) {
+    memcpy(&b->to, to, tolen);
+    b->tolen = tolen;
+    b->segsize = n;
+  } else if (n < b->segsize) {
+    b->closed = 1; /* GSO: only the last segment may be shorter */
+  }
+  b->len += n;
+  b->nsegs++;
 }
 
 /* -------------------------------------------------------- flush machinery */
@@ -415,6 +570,12 @@ static void conn_arm_timer(wt_conn_t *c) {
     return;
   }
   uint64_t ms = exp <= now ? 0 : (exp - now + 999999) / 1000000;
+  /* Most flushes leave the deadline where it was: skip re-inserting the
+   * timer into libuv's heap then (uv_timer_start is a stop and a start,
+   * a visible cost when every flush paid it). */
+  uint64_t due = uv_now(c->inst->loop) + ms;
+  if (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due == due) return;
+  c->timer_due = due;
   uv_timer_start(&c->timer, on_conn_timer, ms, 0);
 }
 
@@ -427,6 +588,7 @@ static void conn_enter_period(wt_conn_t *c, int state) {
   c->state = state;
   vcg__wt_conn_gone(c);
   dirty_unlink(c);
+  c->timer_due = uv_now(c->inst->loop) + ms;
   uv_timer_start(&c->timer, on_conn_timer, ms, 0);
 }
 
@@ -520,21 +682,26 @@ static void on_conn_timer(uv_timer_t *t) {
 
 /* ------------------------------------------------------------ write loop */
 
+/* Blocked on stream flow control during this flush (see conn_flush). */
+static int os_blocked(const wt_conn_t *c, const wt_ostream_t *os) {
+  return os->blocked_gen == c->flush_gen;
+}
+
 /* The next item with bytes to write, or NULL.  Control streams come
  * first; the packet queue is served in order and stops at an item whose
  * stream is not opened yet (streams cannot be opened mid-packet). */
 static wt_ostream_t *pick(wt_conn_t *c, int *stopped) {
   *stopped = 0;
-  if (c->ctrl_os && c->ctrl_os->id >= 0 && !c->ctrl_os->blocked && os_pending(c->ctrl_os))
+  if (c->ctrl_os && c->ctrl_os->id >= 0 && !os_blocked(c, c->ctrl_os) && os_pending(c->ctrl_os))
     return c->ctrl_os;
-  if (c->connect_os && !c->connect_os->blocked && os_pending(c->connect_os))
+  if (c->connect_os && !os_blocked(c, c->connect_os) && os_pending(c->connect_os))
     return c->connect_os;
   for (wt_ostream_t *os = c->oq_head; os; os = os->onext) {
     if (os->id == WT_ID_UNOPENED) {
       *stopped = 1;
       return NULL;
     }
-    if (os->blocked || !os_pending(os)) continue;
+    if (os_blocked(c, os) || !os_pending(os)) continue;
     return os;
   }
   return NULL;
@@ -558,24 +725,30 @@ static int open_streams(wt_conn_t *c) {
 /* Returns 0 when done or congestion limited, 1 when it stopped before an
  * unopened stream, or a negative ngtcp2 error. */
 static int write_loop(wt_conn_t *c) {
-  uint8_t buf[WT_MAX_PKTLEN];
+  wt_txbatch_t batch;
   ngtcp2_path_storage ps;
   ngtcp2_pkt_info pi;
   ngtcp2_vec vec[8];
   uint64_t ts = vcg__wt_now();
   size_t maxudp = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->qc);
-  if (maxudp > sizeof(buf)) maxudp = sizeof(buf);
+  if (maxudp > WT_MAX_PKTLEN) maxudp = WT_MAX_PKTLEN;
   size_t quantum = ngtcp2_conn_get_send_quantum(c->qc) / maxudp;
   size_t maxpkts = quantum < 1 ? 1 : quantum > 64 ? 64 : quantum;
   size_t npkts = 0;
   int result = 0;
 
+  /* The packets go out together at the end (or when the run cannot grow):
+   * one system call instead of one per packet. */
+  batch_init(&batch, c->lis);
   ngtcp2_path_storage_zero(&ps);
   memset(&pi, 0, sizeof(pi));
   for (;;) {
     int stopped;
     wt_ostream_t *os = pick(c, &stopped);
     ngtcp2_ssize nwrite;
+    /* Stays put while ngtcp2 builds one packet over several calls
+     * (WRITE_MORE): the run only moves when a packet is complete. */
+    uint8_t *buf = batch_room(&batch, maxudp);
 
     if (os && os->id == WT_ID_DGRAM) {
       int accepted = 0;
@@ -594,7 +767,10 @@ static int write_loop(wt_conn_t *c) {
       } else if (nwrite >= 0 && ++os->tries > 8) {
         vcg__wt_os_free(c, os);
       }
-      if (nwrite < 0) return (int)nwrite;
+      if (nwrite < 0) {
+        result = (int)nwrite;
+        break;
+      }
     } else {
       ngtcp2_ssize ndatalen = -1;
       int64_t sid = -1;
@@ -618,7 +794,7 @@ static int write_loop(wt_conn_t *c) {
       if (nwrite < 0) {
         switch (nwrite) {
         case NGTCP2_ERR_STREAM_DATA_BLOCKED:
-          os->blocked = 1;
+          os->blocked_gen = c->flush_gen;
           continue;
         case NGTCP2_ERR_STREAM_SHUT_WR:
         case NGTCP2_ERR_STREAM_NOT_FOUND:
@@ -632,19 +808,24 @@ static int write_loop(wt_conn_t *c) {
           os_advance(c, os, ndatalen, fin);
           continue;
         default:
-          return (int)nwrite;
+          result = (int)nwrite;
+          break;
         }
+        if (result < 0) break;
       }
       if (os && ndatalen >= 0) os_advance(c, os, ndatalen, fin);
     }
     if (nwrite == 0) break; /* nothing to send, or congestion limited */
-    lis_send(c->lis, (const struct sockaddr *)ps.path.remote.addr, buf, (size_t)nwrite);
+    batch_add(&batch, (const struct sockaddr *)ps.path.remote.addr, (size_t)nwrite);
     if (++npkts >= maxpkts) {
       result = 0; /* pacing: the expiry timer resumes */
       break;
     }
   }
-  ngtcp2_conn_update_pkt_tx_time(c->qc, ts);
+  /* Packets written before an error still go out, ahead of the
+   * CONNECTION_CLOSE that the caller sends. */
+  batch_flush(&batch);
+  if (result >= 0) ngtcp2_conn_update_pkt_tx_time(c->qc, ts);
   return result;
 }
 
@@ -653,8 +834,10 @@ static void conn_flush(wt_conn_t *c) {
   vcg__wt_flush_session(c);
   if (c->state != WT_C_ACTIVE) return;
   /* Flow-control blocks are re-tested on every flush: ngtcp2 answers
-   * STREAM_DATA_BLOCKED again at once while they last. */
-  for (wt_ostream_t *os = c->os_all; os; os = os->next) os->blocked = 0;
+   * STREAM_DATA_BLOCKED again at once while they last.  A new flush
+   * generation lifts them all at once: walking every stream here was
+   * O(queue) per flush, most of the server's time once queues grew. */
+  c->flush_gen++;
   for (int round = 0; round < 8; round++) {
     size_t before = c->oq_opened;
     int rv = open_streams(c);
@@ -779,7 +962,7 @@ static int cb_extend_max_stream_data(ngtcp2_conn *qc, int64_t id,
   (void)qc;
   (void)max_data;
   wt_ostream_t *os = os_of(ud, id, sud);
-  if (os) os->blocked = 0;
+  if (os) os->blocked_gen = 0;
   vcg__wt_conn_mark(ud);
   return 0;
 }
@@ -1080,6 +1263,9 @@ static void on_datagram(wt_listener_t *l, const uint8_t *data, size_t len,
   vcg__wt_conn_mark(c);
 }
 
+/* With recvmmsg, libuv splits the buffer into 64 KiB slots, one datagram
+ * each: it must be a multiple of that size.  The buffer is the instance's
+ * and is reused at once, so nothing is freed on UV_UDP_MMSG_FREE. */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   wt_listener_t *l = h->data;
   (void)hint;
@@ -1087,6 +1273,9 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   buf->len = sizeof(l->inst->rxbuf);
 }
 
+/* One call per datagram (UV_UDP_MMSG_CHUNK with recvmmsg), then one with
+ * nread == 0 and no address that ends the batch: ignored here, since the
+ * flush already waits for the loop's check phase. */
 static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                     const struct sockaddr *addr, unsigned flags) {
   wt_listener_t *l = h->data;
@@ -1095,6 +1284,19 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 }
 
 /* --------------------------------------------------------- start / stop */
+
+/* Whether the kernel knows UDP_SEGMENT (Linux 4.18+).  It must be asked
+ * first: an older kernel ignores the unknown control message and would
+ * send the whole run as one oversized datagram.  A device that cannot
+ * segment still refuses at the first send (lis_send_segs falls back).
+ * VCGATE_WT_NO_GSO=1 forces the fallback, for tests. */
+static int gso_probe(int fd) {
+  const char *off = getenv("VCGATE_WT_NO_GSO");
+  if (off && *off && strcmp(off, "0") != 0) return 0;
+  int v = 0;
+  socklen_t vl = sizeof(v);
+  return getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &vl) == 0;
+}
 
 static int lis_open(vcg_instance_t *inst, wt_listener_t *l, const char *spec) {
   char where[80];
@@ -1118,7 +1320,9 @@ static int lis_open(vcg_instance_t *inst, wt_listener_t *l, const char *spec) {
   }
   l->addrlen = sizeof(l->addr);
   getsockname(fd, (struct sockaddr *)&l->addr, &l->addrlen);
-  if ((rc = uv_udp_init(inst->loop, &l->udp)) != 0) {
+  /* AF_UNSPEC: libuv makes no socket of its own, we open ours below.
+   * RECVMMSG: up to WT_RX_SLOTS datagrams per system call. */
+  if ((rc = uv_udp_init_ex(inst->loop, &l->udp, AF_UNSPEC | UV_UDP_RECVMMSG)) != 0) {
     close(fd);
     return rc;
   }
@@ -1130,6 +1334,8 @@ static int lis_open(vcg_instance_t *inst, wt_listener_t *l, const char *spec) {
     close(fd);
     return rc;
   }
+  l->fd = fd;
+  l->gso = gso_probe(fd);
   uv_send_buffer_size((uv_handle_t *)&l->udp, &(int){ 4 << 20 });
   uv_recv_buffer_size((uv_handle_t *)&l->udp, &(int){ 4 << 20 });
   if ((rc = uv_udp_recv_start(&l->udp, on_alloc, on_recv)) != 0) return rc;

@@ -46,6 +46,16 @@ typedef struct vcg_wt_conf {
 #define WT_QUEUE_HARD_PACKETS 8192
 #define WT_QUEUE_HARD_BYTES (8u << 20)
 #define WT_RESET_SECRET_LEN 32
+/* UDP GSO: one sendmsg carries a run of equal-sized packets.  The kernel
+ * takes at most 64 segments (UDP_MAX_SEGMENTS), and the whole run must fit
+ * one UDP datagram's payload, 65507 bytes over IPv4 (65527 over IPv6). */
+#define WT_GSO_MAX_SEGS 64
+#define WT_GSO_MAX_BYTES 65507
+/* recvmmsg: libuv hands each datagram one 64 KiB slot of the read buffer;
+ * 16 slots read 16 datagrams per system call.  Only the first page or so
+ * of each slot is ever touched, so the resident cost is small. */
+#define WT_RX_SLOT (64u << 10)
+#define WT_RX_SLOTS 16
 
 /* Process-wide state: made in init(), read-only afterwards, shared by all
  * workers' instances. */
@@ -78,8 +88,23 @@ typedef struct wt_listener {
   struct sockaddr_storage addr;  /* the bound address (path local) */
   socklen_t addrlen;
   int inited;                    /* udp handle needs uv_close */
+  int fd;                        /* the socket, sent on directly */
+  int gso;                       /* UDP_SEGMENT works on this socket */
   size_t nsending;               /* async sends in flight (EAGAIN path) */
 } wt_listener_t;
+
+/* The packets of one write loop, accumulated in inst->txbuf and sent with
+ * one sendmsg: every packet but the last is segsize bytes long (UDP GSO
+ * cuts the buffer into segsize datagrams), all go to one peer. */
+typedef struct wt_txbatch {
+  wt_listener_t *lis;
+  struct sockaddr_storage to;
+  socklen_t tolen;
+  size_t len;                    /* bytes in inst->txbuf */
+  size_t segsize;                /* the first packet's size */
+  size_t nsegs;
+  int closed;                    /* a shorter packet ended the run */
+} wt_txbatch_t;
 
 /* ---- per-worker instance ---- */
 struct vcg_instance {
@@ -103,7 +128,8 @@ struct vcg_instance {
   size_t max_msg;                /* host->max_message_size(w) */
   uint64_t sr_window;            /* stateless reset rate limit window (ns) */
   unsigned sr_count;
-  uint8_t rxbuf[65536];
+  uint8_t txbuf[WT_GSO_MAX_BYTES];  /* the write loop's packets (GSO) */
+  uint8_t rxbuf[WT_RX_SLOTS * WT_RX_SLOT]; /* recvmmsg slots */
 };
 
 /* ---- output: a stream we write, or one datagram ---- */
@@ -129,7 +155,8 @@ typedef struct wt_ostream {
   wt_chunk_t *chead, *ctail;
   uint64_t cbase;                   /* stream offset of chead's first byte */
   uint64_t sent, total, acked;
-  unsigned fin : 1, fin_sent : 1, blocked : 1, queued : 1, counted : 1;
+  uint64_t blocked_gen;             /* == conn->flush_gen: flow blocked */
+  unsigned fin : 1, fin_sent : 1, queued : 1, counted : 1;
   unsigned char tries;              /* datagram attempts without success */
 } wt_ostream_t;
 
@@ -162,6 +189,7 @@ struct wt_conn {
   wt_conn_t *prev, *next;        /* inst->conns */
   wt_conn_t *dnext;              /* inst->dirty */
   int dirty;
+  uint64_t flush_gen;            /* conn_flush calls, from 1 */
   vcg_instance_t *inst;
   wt_listener_t *lis;
   ngtcp2_conn *qc;
@@ -170,6 +198,7 @@ struct wt_conn {
   struct sockaddr_storage local, remote;
   socklen_t locallen, remotelen;
   uv_timer_t timer;
+  uint64_t timer_due;            /* loop time (ms) the timer was set for */
   int timer_inited;
   wt_cident_t *cids;             /* CIDs registered for this connection */
   ngtcp2_cid odcid;              /* the client's original DCID */

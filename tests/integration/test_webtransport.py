@@ -36,11 +36,11 @@ def _netns_ok():
     return cp.returncode == 0
 
 
-def _scenario(name, limit=110):
+def _scenario(name, limit=110, extra_env=None):
     _require_browser()
     py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     script = os.path.join(HERE, "wt_scenario.py")
-    env = h.env_for_vcgate()
+    env = h.env_for_vcgate(extra_env)
     env["WT_SCENARIO_TIMEOUT"] = str(limit - 10)
     if _netns_ok():
         cmd = ["unshare", "-n", "sh", "-c",
@@ -65,6 +65,13 @@ def _scenario(name, limit=110):
 @h.timeout(120)
 def test_wt_browsers_and_ws_relay_streams_and_datagrams():
     _scenario("relay")
+
+
+@h.timeout(120)
+def test_wt_relay_without_udp_gso():
+    # The fallback a kernel or device without UDP GSO gets: one datagram
+    # per packet (sendmmsg), forced with VCGATE_WT_NO_GSO.
+    _scenario("relay", extra_env={"VCGATE_WT_NO_GSO": "1"})
 
 
 @h.timeout(120)
