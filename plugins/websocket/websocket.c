@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -70,6 +71,17 @@
 /* Messages written per flush of one connection before yielding to the
  * others; the rest goes out when lws reports the socket writable. */
 #define WS_WRITE_BUDGET 256
+/* Read before write under fan-out load: when a turn's input came from at
+ * most WS_DEFER_MAX_READERS connections, WS_DEFER_MIN_DIRTY or more
+ * connections wait for a write, and a reader's socket still holds unread
+ * bytes, the flush waits for the next turn (at most WS_DEFER_MAX_TURNS in
+ * a row; the poll returns at once, the input being readable).  lws reads
+ * at most rx_buffer_size per turn, so without this a backlogged sender in
+ * a large room cost one send() per receiver per few packets; with it the
+ * batches grow with the backlog.  Nothing waits when the input is drained. */
+#define WS_DEFER_MAX_READERS 4
+#define WS_DEFER_MIN_DIRTY 32
+#define WS_DEFER_MAX_TURNS 4
 /* Bytes of framed messages handed to lws (one send()) per callback. */
 #define WS_BATCH_BYTES (256u * 1024u)
 /* Connections accepted per readiness event of the listen socket. */
@@ -268,6 +280,13 @@ struct vcg_instance {
   size_t ndirty, dirty_cap;
   uv_check_t flush;
   int flush_open, flush_active;
+  /* Connections that delivered input since the last flush (up to
+   * WS_DEFER_MAX_READERS; nreaders above that means "many"), and how many
+   * turns in a row the flush has waited for them. */
+  ws_conn_t *readers[WS_DEFER_MAX_READERS];
+  unsigned nreaders;
+  unsigned deferred;
+  uv_idle_t nowait;            /* active while a flush waits: poll must not block */
 
   /* The one copy of outbound bytes: lws_write() needs LWS_PRE writable
    * bytes in front of the payload for the frame header, and packets are
@@ -377,6 +396,9 @@ static void ws_conn_free(ws_conn_t *c) {
   ws_queue_drop_all(c);
   if (c->dirty_idx >= 0)
     inst->dirty[c->dirty_idx] = NULL;
+  for (unsigned i = 0; i < WS_DEFER_MAX_READERS; i++)
+    if (inst->readers[i] == c)
+      inst->readers[i] = NULL;
   free(c->q);
   free(c->rx);
   if (c->prev)
@@ -702,10 +724,57 @@ static int ws_on_writeable(vcg_instance_t *inst, ws_conn_t *c) {
   return ws_write_queued(inst, c);
 }
 
+/* Note that c delivered input this turn (see WS_DEFER_MAX_READERS). */
+static void ws_note_reader(vcg_instance_t *inst, ws_conn_t *c) {
+  if (inst->nreaders > WS_DEFER_MAX_READERS)
+    return;
+  if (inst->nreaders > 0 && inst->readers[inst->nreaders - 1] == c)
+    return;
+  if (inst->nreaders < WS_DEFER_MAX_READERS)
+    inst->readers[inst->nreaders] = c;
+  inst->nreaders++;
+}
+
+/* Whether this turn's flush should wait for more input (see
+ * WS_DEFER_MAX_READERS): one FIONREAD per reader, and only in turns that
+ * fan a few readers out to many connections. */
+static int ws_flush_should_wait(vcg_instance_t *inst) {
+  if (inst->ndirty < WS_DEFER_MIN_DIRTY || inst->nreaders == 0 ||
+      inst->nreaders > WS_DEFER_MAX_READERS ||
+      inst->deferred >= WS_DEFER_MAX_TURNS || inst->draining)
+    return 0;
+  for (unsigned i = 0; i < inst->nreaders; i++) {
+    ws_conn_t *c = inst->readers[i];
+    int unread = 0;
+
+    if (c != NULL && !c->closing &&
+        ioctl(lws_get_socket_fd(c->wsi), FIONREAD, &unread) == 0 && unread > 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* An active idle handle makes the loop poll without blocking. */
+static void ws_nowait_cb(uv_idle_t *h) {
+  (void)h;
+}
+
 /* The check handle: write every connection given packets this turn. */
 static void ws_flush_cb(uv_check_t *h) {
   vcg_instance_t *inst = h->data;
   size_t i;
+
+  if (ws_flush_should_wait(inst)) {
+    if (inst->deferred++ == 0)
+      uv_idle_start(&inst->nowait, ws_nowait_cb);
+    inst->nreaders = 0; /* the next turn's readers decide again */
+    return;
+  }
+  if (inst->deferred > 0)
+    uv_idle_stop(&inst->nowait);
+  inst->deferred = 0;
+  inst->nreaders = 0;
+  memset(inst->readers, 0, sizeof(inst->readers));
 
   /* ndirty is re-read: nothing below queues packets today, but a slot
    * added during the walk must not be lost. */
@@ -770,6 +839,7 @@ static int ws_on_receive(vcg_instance_t *inst, ws_conn_t *c, const void *in,
 
   if (c->closing)
     return 0; /* drain input until the close completes */
+  ws_note_reader(inst, c);
   if (!lws_frame_is_binary(c->wsi)) {
     return ws_conn_close_now(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
                              "binary messages only");
@@ -1117,6 +1187,7 @@ static void ws_teardown(vcg_instance_t *inst, vcg_stopped_cb cb) {
     inst->flush_open = 0;
     inst->flush_active = 0;
     uv_close((uv_handle_t *)&inst->flush, NULL);
+    uv_close((uv_handle_t *)&inst->nowait, NULL);
   }
   if (inst->ctx != NULL) {
     /* First call: lws starts closing every wsi (each ends in WSI_DESTROY,
@@ -1162,6 +1233,8 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
    * this handle before inst is freed. */
   uv_check_init(inst->loop, &inst->flush);
   inst->flush.data = inst;
+  uv_idle_init(inst->loop, &inst->nowait);
+  inst->nowait.data = inst;
   inst->flush_open = 1;
 
   inst->protocols[0].name = "vcgate";
