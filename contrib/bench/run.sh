@@ -324,9 +324,11 @@ for d in rows.get(("vcgate", "soak"), []):
     out.append("")
     out.append("Soak: vcgate meeting 20x5 at %.1f pkt/s per sender (70%% of its sustained rate) for %.0f s: "
                "%s delivered msgs/s, lost %s, p99 %.3f ms; server RSS %s kB first, %s kB last, %s kB max, "
-               "slope %s kB/min over %s samples." % (d["rate"], d["duration"], "{:,.0f}".format(d["delivered_msgs_per_s"]),
+               "slope %s kB/min over %s samples (second half: %s kB/min); the maximum was first reached "
+               "%s s in." % (d["rate"], d["duration"], "{:,.0f}".format(d["delivered_msgs_per_s"]),
                d["lost"], d["latency_ms"]["p99"], d.get("rss_kb_first"), d.get("rss_kb_last"),
-               d.get("rss_kb_max"), d.get("rss_slope_kb_per_min"), d.get("rss_samples")))
+               d.get("rss_kb_max"), d.get("rss_slope_kb_per_min"), d.get("rss_samples"),
+               d.get("rss_slope_second_half_kb_per_min", "–"), d.get("rss_kb_max_at_s", "–")))
 # The loadgen command lines of the first repeat, with ports and pids as
 # placeholders, so that a row can be re-run by hand.
 cmds, seen = [], set()

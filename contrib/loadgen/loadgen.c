@@ -66,13 +66,29 @@ typedef struct {
 } lg_cpu_out_t;
 
 /* Server RSS sampled once a second while measuring: a least-squares slope
- * shows growth over a soak. */
+ * shows growth over a soak; the second half's slope and the time of the
+ * first maximum tell a plateau reached early from a steady climb. */
+#define LG_RSS_MAX_SAMPLES 86400
 typedef struct {
   uint64_t n;
   double sx, sy, sxy, sxx;
   long first, last, max;
+  double max_at_s;             /* seconds from the first sample */
   uint64_t next_ns, t0_ns;
+  long *kb;                    /* every sample (one a second), owned */
+  size_t cap;
 } lg_rss_trend_t;
+
+/* Least-squares slope in kB/min of samples [from, n), one a second. */
+static double rss_slope(const lg_rss_trend_t *r, uint64_t from) {
+  double sx = 0, sy = 0, sxy = 0, sxx = 0, k = 0;
+  for (uint64_t i = from; i < r->n && i < r->cap; i++) {
+    double x = i / 60.0, y = (double)r->kb[i];
+    sx += x; sy += y; sxy += x * y; sxx += x * x; k++;
+  }
+  double den = k * sxx - sx * sx;
+  return den != 0 ? (k * sxy - sx * sy) / den : 0.0;
+}
 
 struct lg {
   uv_loop_t loop;
@@ -478,8 +494,11 @@ static void report_run(lg_t *lg) {
   if (r->n >= 2) {
     double den = r->n * r->sxx - r->sx * r->sx;
     printf(",\"rss_samples\":%" PRIu64 ",\"rss_kb_first\":%ld,\"rss_kb_last\":%ld,"
-           "\"rss_kb_max\":%ld,\"rss_slope_kb_per_min\":%.1f",
-           r->n, r->first, r->last, r->max, den != 0 ? (r->n * r->sxy - r->sx * r->sy) / den : 0.0);
+           "\"rss_kb_max\":%ld,\"rss_kb_max_at_s\":%.0f,\"rss_slope_kb_per_min\":%.1f",
+           r->n, r->first, r->last, r->max, r->max_at_s,
+           den != 0 ? (r->n * r->sxy - r->sx * r->sy) / den : 0.0);
+    if (r->kb != NULL && r->n <= r->cap && r->n >= 4)
+      printf(",\"rss_slope_second_half_kb_per_min\":%.1f", rss_slope(r, r->n / 2));
   }
   printf(",\"aborted\":%s}\n", lg->aborted ? "true" : "false");
   fflush(stdout);
@@ -630,7 +649,19 @@ static void rss_sample(lg_t *lg, uint64_t now) {
   double x = (now - r->t0_ns) / 60e9, y = (double)kb;
   if (!r->n) r->first = kb;
   r->last = kb;
-  if (kb > r->max) r->max = kb;
+  if (kb > r->max) {
+    r->max = kb;
+    r->max_at_s = x * 60;
+  }
+  if (r->n == r->cap && r->cap < LG_RSS_MAX_SAMPLES) {
+    size_t ncap = r->cap ? r->cap * 2 : 1024;
+    long *nk = realloc(r->kb, ncap * sizeof(*nk));
+    if (nk != NULL) {
+      r->kb = nk;
+      r->cap = ncap;
+    }
+  }
+  if (r->n < r->cap) r->kb[r->n] = kb;
   r->n++;
   r->sx += x; r->sy += y; r->sxy += x * y; r->sxx += x * x;
 }
@@ -947,6 +978,7 @@ static void teardown(lg_t *lg) {
   free(lg->hist);
   free(lg->lag);
   free(lg->rbuf);
+  free(lg->rss.kb);
 }
 
 int main(int argc, char **argv) {
