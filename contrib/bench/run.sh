@@ -15,7 +15,7 @@
 # scenario runs --repeats times (default 3, interleaved over the targets)
 # and the table shows medians, because this machine's hypervisor stalls
 # cores now and then.  Everything started is killed by PID on exit.
-# Durations are bounded: a full run takes about 9 minutes, --quick about 1.
+# Durations are bounded: a full run takes about 12 minutes, --quick about 1.
 # --soak SECS adds one vcgate meeting run of SECS at 70% of its sustained
 # rate with the server's RSS sampled every second (issue: memory flat).
 set -uo pipefail
