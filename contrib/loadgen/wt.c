@@ -8,7 +8,6 @@
  *
  * The server certificate is not verified: this is a benchmark client for
  * loopback, and the development certificate is self-signed. */
-#define _GNU_SOURCE 1 /* sendmmsg(), struct mmsghdr */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 #include <nghttp3/nghttp3.h>
 #include "lg.h"
+#include "../../plugins/webtransport/udp_send.h"
 
 #define WT_PRIORITY                                                                          \
   "%DISABLE_TLS13_COMPAT_MODE:NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:"      \
@@ -33,10 +33,9 @@
 #define WT_ACK_MIN_MS 1            /* an ACK-only answer waits this long */
 #define WT_MAX_STREAMS_UNI 1000   /* server streams open at once */
 #define WT_UNI_CREDIT_BATCH 100   /* stream credit handed back at a time */
-/* UDP GSO: at most 64 segments (the kernel's UDP_MAX_SEGMENTS) in one
- * datagram's worth of payload (65507 bytes over IPv4). */
-#define WT_GSO_MAX_SEGS 64
-#define WT_GSO_MAX_BYTES 65507
+/* UDP GSO runs (udp_send.h, shared with the server plugin). */
+#define WT_GSO_MAX_SEGS VCG_UDP_GSO_MAX_SEGS
+#define WT_GSO_MAX_BYTES VCG_UDP_GSO_MAX_BYTES
 
 /* One stream we send on (the control stream, the CONNECT stream or a
  * packet's uni stream).  ngtcp2 does not copy stream data: buf lives until
@@ -254,73 +253,18 @@ static void wait_drain(wt_t *w) {
   }
 }
 
-/* Whether the kernel knows UDP_SEGMENT (Linux 4.18+); an older one would
- * ignore the control message and send the run as one datagram. */
-static int wt_gso_probe(int fd) {
-  int v = 0;
-  socklen_t vl = sizeof v;
-  return getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &vl) == 0;
-}
-
-/* One sendmsg, cut by the kernel into segsize datagrams: 0 or -errno. */
-static int wt_send_gso(wt_t *w, const uint8_t *buf, size_t len, size_t segsize) {
-  union {
-    char b[CMSG_SPACE(sizeof(uint16_t))];
-    struct cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof u);
-  struct iovec iov = {(void *)(uintptr_t)buf, len};
-  struct msghdr m = {0};
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = u.b;
-  m.msg_controllen = sizeof u.b;
-  struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-  cm->cmsg_level = SOL_UDP;
-  cm->cmsg_type = UDP_SEGMENT;
-  cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-  uint16_t gs = (uint16_t)segsize;
-  memcpy(CMSG_DATA(cm), &gs, sizeof gs);
-  ssize_t n;
-  do n = sendmsg(w->fd, &m, 0);
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : 0;
-}
-
-/* One datagram per segment, by sendmmsg.  The rest of the run is dropped
- * when the socket buffer is full, a datagram refused otherwise is skipped:
- * lost like any other, QUIC recovers. */
-static void wt_send_each(wt_t *w, const uint8_t *buf, size_t len, size_t segsize) {
-  struct mmsghdr mm[WT_GSO_MAX_SEGS];
-  struct iovec iov[WT_GSO_MAX_SEGS];
-  size_t off = 0;
-  while (off < len) {
-    unsigned n = 0;
-    for (size_t o = off; o < len && n < WT_GSO_MAX_SEGS; o += segsize, n++) {
-      iov[n].iov_base = (void *)(uintptr_t)(buf + o);
-      iov[n].iov_len = len - o < segsize ? len - o : segsize;
-      memset(&mm[n], 0, sizeof mm[n]);
-      mm[n].msg_hdr.msg_iov = &iov[n];
-      mm[n].msg_hdr.msg_iovlen = 1;
-    }
-    int r = sendmmsg(w->fd, mm, n, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    off += (r > 0 ? (size_t)r : 1) * segsize;
-  }
-}
-
 /* Send buf as segsize datagrams (the last may be shorter) to the peer. */
 static void wt_send_segs(wt_t *w, const uint8_t *buf, size_t len, size_t segsize) {
   if (len == 0 || w->fd < 0) return;
   if (w->gso && len > segsize) {
-    int rc = wt_send_gso(w, buf, len, segsize);
+    int rc = vcg__udp_send_gso(w->fd, NULL, 0, buf, len, segsize);
     /* Sent, or refused as a lone datagram would be (full buffer...). */
-    if (rc == 0 || (rc != -EIO && rc != -EINVAL && rc != -ENOPROTOOPT && rc != -EOPNOTSUPP))
+    if (rc == 0 || !vcg__udp_gso_unsupported(rc))
       return;
     w->gso = 0; /* the kernel or the device cannot: never again here */
   }
-  wt_send_each(w, buf, len, segsize);
+  /* What a full socket buffer refuses is lost; QUIC recovers. */
+  (void)vcg__udp_send_each(w->fd, NULL, 0, buf, len, segsize);
 }
 
 static void wt_send_pkt(wt_t *w, const uint8_t *pkt, size_t len) {
@@ -803,7 +747,7 @@ static int wt_connect(lg_t *lg, lg_conn_t *c) {
   if (rc >= 0) { step = "udp fileno"; rc = uv_fileno((uv_handle_t *)&w->udp, &fd); }
   if (rc >= 0) {
     w->fd = fd;
-    w->gso = wt_gso_probe(fd);
+    w->gso = vcg__udp_gso_probe(fd);
   }
   if (rc >= 0) { step = "udp recv"; rc = uv_udp_recv_start(&w->udp, wt_alloc_cb, wt_recv_cb); }
   if (rc < 0) {

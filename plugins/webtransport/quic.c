@@ -11,7 +11,6 @@
  * callbacks and outside reentrant host calls, and coalesces many small
  * writes into full QUIC packets.
  */
-#define _GNU_SOURCE 1 /* sendmmsg(), struct mmsghdr */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -352,73 +351,6 @@ static void lis_queue(wt_listener_t *l, const struct sockaddr *to,
   l->nsending++;
 }
 
-/* One sendmsg for the whole run: the kernel cuts it into segsize
- * datagrams.  Returns 0 or a negative errno. */
-static int send_gso(wt_listener_t *l, const struct sockaddr *to,
-                    const uint8_t *buf, size_t len, size_t segsize) {
-  union {
-    char buf[CMSG_SPACE(sizeof(uint16_t))];
-    struct cmsghdr align;
-  } u;
-  struct iovec iov = { (void *)(uintptr_t)buf, len };
-  struct msghdr m;
-  memset(&m, 0, sizeof(m));
-  memset(&u, 0, sizeof(u));
-  m.msg_name = (void *)(uintptr_t)to;
-  m.msg_namelen = sa_len(to);
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = u.buf;
-  m.msg_controllen = sizeof(u.buf);
-  struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-  cm->cmsg_level = SOL_UDP;
-  cm->cmsg_type = UDP_SEGMENT;
-  cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-  uint16_t gs = (uint16_t)segsize;
-  memcpy(CMSG_DATA(cm), &gs, sizeof(gs));
-  ssize_t n;
-  do n = sendmsg(l->fd, &m, 0);
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : 0;
-}
-
-/* One datagram per segment, WT_GSO_MAX_SEGS per sendmmsg.  A datagram the
- * kernel refuses for any reason but a full buffer is dropped (QUIC
- * retransmits), as a lone send would.  Returns the bytes handled: less
- * than len when the socket buffer filled up. */
-static size_t send_each(wt_listener_t *l, const struct sockaddr *to,
-                        const uint8_t *buf, size_t len, size_t segsize) {
-  struct mmsghdr mm[WT_GSO_MAX_SEGS];
-  struct iovec iov[WT_GSO_MAX_SEGS];
-  size_t off = 0;
-  while (off < len) {
-    unsigned n = 0;
-    for (size_t o = off; o < len && n < WT_GSO_MAX_SEGS; o += segsize, n++) {
-      iov[n].iov_base = (void *)(uintptr_t)(buf + o);
-      iov[n].iov_len = len - o < segsize ? len - o : segsize;
-      memset(&mm[n], 0, sizeof(mm[n]));
-      mm[n].msg_hdr.msg_name = (void *)(uintptr_t)to;
-      mm[n].msg_hdr.msg_namelen = sa_len(to);
-      mm[n].msg_hdr.msg_iov = &iov[n];
-      mm[n].msg_hdr.msg_iovlen = 1;
-    }
-    int r = sendmmsg(l->fd, mm, n, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    /* Sent r, or the first one failed for good: skip it. */
-    size_t k = r > 0 ? (size_t)r : 1;
-    off += k * segsize;
-  }
-  return off < len ? off : len;
-}
-
-/* Errors by which a kernel or a device says it cannot do UDP GSO (no
- * checksum offload, an unknown control message). */
-static int gso_unsupported(int err) {
-  return err == -EIO || err == -EINVAL || err == -ENOPROTOOPT ||
-         err == -EOPNOTSUPP;
-}
-
 /* Send buf to `to` as datagrams of segsize bytes (the last may be
  * shorter): one sendmsg with GSO when the socket can, else one sendmmsg;
  * what the full socket buffer refuses is queued. */
@@ -430,9 +362,9 @@ static void lis_send_segs(wt_listener_t *l, const struct sockaddr *to,
   if (l->nsending == 0) {
     int rc = 0;
     if (l->gso && len > segsize) {
-      rc = send_gso(l, to, buf, len, segsize);
+      rc = vcg__udp_send_gso(l->fd, to, sa_len(to), buf, len, segsize);
       if (rc == 0) return;
-      if (gso_unsupported(rc)) {
+      if (vcg__udp_gso_unsupported(rc)) {
         /* Once and for all: send this run and every later one without. */
         l->gso = 0;
         vcg_instance_t *inst = l->inst;
@@ -444,7 +376,7 @@ static void lis_send_segs(wt_listener_t *l, const struct sockaddr *to,
         return; /* lost, as a lone datagram would be */
       }
     }
-    if (rc == 0) off = send_each(l, to, buf, len, segsize);
+    if (rc == 0) off = vcg__udp_send_each(l->fd, to, sa_len(to), buf, len, segsize);
   }
   for (; off < len; off += segsize)
     lis_queue(l, to, buf + off, len - off < segsize ? len - off : segsize);
@@ -1293,9 +1225,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 static int gso_probe(int fd) {
   const char *off = getenv("VCGATE_WT_NO_GSO");
   if (off && *off && strcmp(off, "0") != 0) return 0;
-  int v = 0;
-  socklen_t vl = sizeof(v);
-  return getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &vl) == 0;
+  return vcg__udp_gso_probe(fd);
 }
 
 static int lis_open(vcg_instance_t *inst, wt_listener_t *l, const char *spec) {

@@ -25,6 +25,7 @@
 
 #include "h3.h"
 #include "tls.h"
+#include "udp_send.h"
 
 /* ---- configuration (filled by the host from the option table) ---- */
 typedef struct vcg_wt_conf {
@@ -46,11 +47,9 @@ typedef struct vcg_wt_conf {
 #define WT_QUEUE_HARD_PACKETS 8192
 #define WT_QUEUE_HARD_BYTES (8u << 20)
 #define WT_RESET_SECRET_LEN 32
-/* UDP GSO: one sendmsg carries a run of equal-sized packets.  The kernel
- * takes at most 64 segments (UDP_MAX_SEGMENTS), and the whole run must fit
- * one UDP datagram's payload, 65507 bytes over IPv4 (65527 over IPv6). */
-#define WT_GSO_MAX_SEGS 64
-#define WT_GSO_MAX_BYTES 65507
+/* UDP GSO: one sendmsg carries a run of equal-sized packets (udp_send.h). */
+#define WT_GSO_MAX_SEGS VCG_UDP_GSO_MAX_SEGS
+#define WT_GSO_MAX_BYTES VCG_UDP_GSO_MAX_BYTES
 /* recvmmsg: libuv hands each datagram one 64 KiB slot of the read buffer;
  * 16 slots read 16 datagrams per system call.  Only the first page or so
  * of each slot is ever touched, so the resident cost is small. */
