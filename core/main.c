@@ -220,8 +220,8 @@ static void log_stats(vcg__main_t *m) {
  * (workers, nats.c's reader and delivery threads) each get their own heap.
  * A relay frees about what it allocated a moment ago, so every burst was
  * trimmed and then faulted back in: with the NATS bus that cycle
- * (sysmalloc page faults, madvise) cost ~5% of the CPU and ~14% of
- * throughput (BENCHMARKS.md).  Keep up to 32 MiB of free top per heap, and
+ * (sysmalloc page faults, madvise) showed in the profile, and keeping the
+ * heap raised its meeting rate (measurements in the commit message).  Keep up to 32 MiB of free top per heap, and
  * keep packets up to 4 MiB in the heaps (an mmap per large packet would
  * fault its pages in every time; setting the trim threshold also freezes
  * glibc's adaptive mmap threshold at 128 KiB otherwise).  RSS after a peak

@@ -70,20 +70,20 @@ typedef struct {
  * first maximum tell a plateau reached early from a steady climb. */
 #define LG_RSS_MAX_SAMPLES 86400
 typedef struct {
-  uint64_t n;
-  double sx, sy, sxy, sxx;
-  long first, last, max;
-  double max_at_s;             /* seconds from the first sample */
+  double min;                  /* minutes since the first sample */
+  long kb;
+} lg_rss_sample_t;
+typedef struct {
+  size_t n, cap;
+  lg_rss_sample_t *s;          /* every sample, owned */
   uint64_t next_ns, t0_ns;
-  long *kb;                    /* every sample (one a second), owned */
-  size_t cap;
 } lg_rss_trend_t;
 
-/* Least-squares slope in kB/min of samples [from, n), one a second. */
-static double rss_slope(const lg_rss_trend_t *r, uint64_t from) {
+/* Least-squares slope in kB/min of samples [from, n). */
+static double rss_slope(const lg_rss_trend_t *r, size_t from) {
   double sx = 0, sy = 0, sxy = 0, sxx = 0, k = 0;
-  for (uint64_t i = from; i < r->n && i < r->cap; i++) {
-    double x = i / 60.0, y = (double)r->kb[i];
+  for (size_t i = from; i < r->n; i++) {
+    double x = r->s[i].min, y = (double)r->s[i].kb;
     sx += x; sy += y; sxy += x * y; sxx += x * x; k++;
   }
   double den = k * sxx - sx * sx;
@@ -492,12 +492,14 @@ static void report_run(lg_t *lg) {
   }
   const lg_rss_trend_t *r = &lg->rss;
   if (r->n >= 2) {
-    double den = r->n * r->sxx - r->sx * r->sx;
-    printf(",\"rss_samples\":%" PRIu64 ",\"rss_kb_first\":%ld,\"rss_kb_last\":%ld,"
+    size_t imax = 0; /* the first sample at the maximum */
+    for (size_t i = 1; i < r->n; i++)
+      if (r->s[i].kb > r->s[imax].kb) imax = i;
+    printf(",\"rss_samples\":%zu,\"rss_kb_first\":%ld,\"rss_kb_last\":%ld,"
            "\"rss_kb_max\":%ld,\"rss_kb_max_at_s\":%.0f,\"rss_slope_kb_per_min\":%.1f",
-           r->n, r->first, r->last, r->max, r->max_at_s,
-           den != 0 ? (r->n * r->sxy - r->sx * r->sy) / den : 0.0);
-    if (r->kb != NULL && r->n <= r->cap && r->n >= 4)
+           r->n, r->s[0].kb, r->s[r->n - 1].kb, r->s[imax].kb, r->s[imax].min * 60,
+           rss_slope(r, 0));
+    if (r->n >= 4)
       printf(",\"rss_slope_second_half_kb_per_min\":%.1f", rss_slope(r, r->n / 2));
   }
   printf(",\"aborted\":%s}\n", lg->aborted ? "true" : "false");
@@ -646,24 +648,16 @@ static void rss_sample(lg_t *lg, uint64_t now) {
   r->next_ns = now + 1000000000u;
   long kb = read_rss_kb(lg->o.server_pid);
   if (kb < 0) return;
-  double x = (now - r->t0_ns) / 60e9, y = (double)kb;
-  if (!r->n) r->first = kb;
-  r->last = kb;
-  if (kb > r->max) {
-    r->max = kb;
-    r->max_at_s = x * 60;
-  }
-  if (r->n == r->cap && r->cap < LG_RSS_MAX_SAMPLES) {
+  if (r->n == r->cap) {
     size_t ncap = r->cap ? r->cap * 2 : 1024;
-    long *nk = realloc(r->kb, ncap * sizeof(*nk));
-    if (nk != NULL) {
-      r->kb = nk;
-      r->cap = ncap;
-    }
+    lg_rss_sample_t *ns = ncap <= LG_RSS_MAX_SAMPLES ? realloc(r->s, ncap * sizeof(*ns)) : NULL;
+    if (ns == NULL) return; /* a day of samples, or no memory: enough */
+    r->s = ns;
+    r->cap = ncap;
   }
-  if (r->n < r->cap) r->kb[r->n] = kb;
+  r->s[r->n].min = (now - r->t0_ns) / 60e9;
+  r->s[r->n].kb = kb;
   r->n++;
-  r->sx += x; r->sy += y; r->sxy += x * y; r->sxx += x * x;
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -978,7 +972,7 @@ static void teardown(lg_t *lg) {
   free(lg->hist);
   free(lg->lag);
   free(lg->rbuf);
-  free(lg->rss.kb);
+  free(lg->rss.s);
 }
 
 int main(int argc, char **argv) {

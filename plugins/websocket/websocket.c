@@ -774,7 +774,6 @@ static void ws_flush_cb(uv_check_t *h) {
     uv_idle_stop(&inst->nowait);
   inst->deferred = 0;
   inst->nreaders = 0;
-  memset(inst->readers, 0, sizeof(inst->readers));
 
   /* ndirty is re-read: nothing below queues packets today, but a slot
    * added during the walk must not be lost. */
@@ -808,12 +807,14 @@ static void ws_flush_cb(uv_check_t *h) {
 static void ws_mark_dirty(vcg_instance_t *inst, ws_conn_t *c) {
   if (c->dirty_idx >= 0)
     return;
-  if (inst->ndirty == inst->dirty_cap || !inst->flush_open) {
+  if (!inst->flush_open) {
+    lws_callback_on_writable(c->wsi); /* stopping: no flush handle */
+    return;
+  }
+  if (inst->ndirty == inst->dirty_cap) {
     size_t ncap = inst->dirty_cap ? inst->dirty_cap * 2 : 64;
-    ws_conn_t **nd = NULL;
+    ws_conn_t **nd = ncap <= INT32_MAX ? realloc(inst->dirty, ncap * sizeof(*nd)) : NULL;
 
-    if (inst->flush_open && ncap <= INT32_MAX)
-      nd = realloc(inst->dirty, ncap * sizeof(*nd));
     if (nd == NULL) {
       lws_callback_on_writable(c->wsi);
       return;
