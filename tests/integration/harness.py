@@ -543,14 +543,9 @@ def decode_wrapper(raw):
 
 
 def encode_media(media_type, data=b"", user_id=b""):
-    out = b""
-    if media_type:
-        out += _field_varint(1, media_type)
-    if user_id:
-        out += _field_bytes(2, user_id)
-    if data:
-        out += _field_bytes(3, data)
-    return out
+    """MediaPacket bytes: its fields 1-3 (media_type, user_id, data) have
+    the numbers and wire types of PacketWrapper's first three."""
+    return encode_wrapper(media_type, user_id, data)
 
 
 def decode_fields(buf):
