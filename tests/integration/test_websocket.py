@@ -190,6 +190,32 @@ def test_check_config_reports_errors():
     assert not problems, "%s; output was:\n%s" % ("; ".join(problems), out)
 
 
+def test_rx_buffer_size_out_of_range_refused():
+    """rx_buffer_size below 512 or above 65536 is a config error with
+    file:line; a value in range is accepted."""
+    H.require_plugins("inproc", "websocket")
+    d = H.tmpdir()
+    for value, ok in ((100, False), (1 << 20, False), (1024, True)):
+        text = (
+            "transports = ( {\n"                       # 1
+            "  plugin = \"websocket\";\n"              # 2
+            "  listen = \"127.0.0.1:%d\";\n"           # 3
+            "  rx_buffer_size = %d;\n"                  # 4
+            "} );\n"                                    # 5
+            "bus = { plugin = \"inproc\"; };\n"        # 6
+        ) % (H.free_port(), value)
+        path = H.write_config(text=text, d=d)
+        cp = H.run_vcgate(["-t", "-c", path])
+        out = cp.stdout + cp.stderr
+        if ok:
+            assert cp.returncode == 0, "rx_buffer_size = %d refused:\n%s" % (value, out)
+        else:
+            assert cp.returncode != 0, "rx_buffer_size = %d accepted:\n%s" % (value, out)
+            assert re.search(r"%s:4: [\w.\[\]]*rx_buffer_size: \S"
+                             % re.escape(os.path.basename(path)), out), \
+                "no `file:4: rx_buffer_size: reason` line for %d:\n%s" % (value, out)
+
+
 def test_check_config_accepts_good():
     H.require_plugins("inproc", "websocket")
     path = H.write_config(core={"workers": 2, "max_connections_per_ip": 10,
