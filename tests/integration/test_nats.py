@@ -312,6 +312,15 @@ async def _close_all(clients):
     await asyncio.gather(*(c.close() for c in clients))
 
 
+async def _teardown(clients, gates, servers):
+    """Close the clients, then stop the gates, then the NATS servers."""
+    await _close_all(clients)
+    for g in gates:
+        g.stop()
+    for n in servers:
+        n.stop()
+
+
 # ------------------------------------------------------------------ tests
 
 @H.timeout(90)
@@ -334,10 +343,7 @@ async def test_three_gates_one_server_exactly_once():
         for g in gates:
             g.assert_alive()
     finally:
-        await _close_all(clients)
-        for g in gates:
-            g.stop()
-        nats.stop()
+        await _teardown(clients, gates, [nats])
 
 
 @H.timeout(120)
@@ -358,11 +364,7 @@ async def test_three_node_cluster_one_gate_per_node():
         for g in gates:
             g.assert_alive()
     finally:
-        await _close_all(clients)
-        for g in gates:
-            g.stop()
-        for n in nodes:
-            n.stop()
+        await _teardown(clients, gates, nodes)
 
 
 async def _until_received(sender, receiver, label, timeout):
@@ -421,10 +423,7 @@ async def test_nats_restart_local_continues_remote_resumes():
             g.assert_alive()
         print("# cross-node delivery resumed %.2fs after reconnect" % took)
     finally:
-        await _close_all(clients)
-        for g in gates:
-            g.stop()
-        nats.stop()
+        await _teardown(clients, gates, [nats])
 
 
 @H.timeout(90)
@@ -447,10 +446,7 @@ async def test_start_while_nats_down_connects_in_background():
         await _until_received(a1, b1, "cross", 15)
         await _until_received(b1, a2, "cross-back", 15)
     finally:
-        await _close_all(clients)
-        for g in gates:
-            g.stop()
-        nats.stop()
+        await _teardown(clients, gates, [nats])
 
 
 @H.timeout(90)
@@ -486,10 +482,7 @@ async def test_packet_over_max_payload_reported_not_fatal():
         for g in gates:
             g.assert_alive()
     finally:
-        await _close_all(clients)
-        for g in gates:
-            g.stop()
-        nats.stop()
+        await _teardown(clients, gates, [nats])
 
 
 def test_check_config_nats_options():
