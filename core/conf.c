@@ -60,8 +60,8 @@ const vcg_option_t vcg__core_options[] = {
     "ms SIGTERM waits for clients to leave before stopping" },
   { "max_user_length", VCG_OPT_INT, S(max_user_length), 256, NULL, 1, 4096,
     "longest identity in bytes" },
-  { "max_room_length", VCG_OPT_INT, S(max_room_length), 128, NULL, 1, 200,
-    "longest room name in bytes" },
+  { "max_room_length", VCG_OPT_INT, S(max_room_length), 255, NULL, 1, 255,
+    "longest room name in bytes (videocall.rs allows 255)" },
   VCG_OPTION_END
 };
 #undef S

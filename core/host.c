@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core.h"
+#include "inbox.h"
+#include "session.h"
 
 /* The one piece of process state host.c keeps: the logger for the calls a
  * plugin makes before it has a worker (configure, init).  Set once by main

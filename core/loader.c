@@ -101,7 +101,8 @@ int vcg__plugin_load(const char *path, int expect, vcg__plugin_t **out,
   }
   p->desc = d;
 #define VCG__TAKE_OPS(o) \
-  p->ops = (vcg__ops_t){ (o)->configure, (o)->init, (o)->start, (o)->drain, (o)->stop, (o)->fini }
+  p->ops = (vcg__ops_t){ (o)->configure, (o)->init, (o)->start, (o)->reload, (o)->drain, \
+                         (o)->stop, (o)->fini }
   if (d->kind == VCG_PLUGIN_TRANSPORT) VCG__TAKE_OPS(d->transport);
   else VCG__TAKE_OPS(d->bus);
 #undef VCG__TAKE_OPS

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "conf.h"
 #include "core.h"
+#include "worker.h"
 
 
 
@@ -151,7 +152,7 @@ static int init_plugin(vcg__main_t *m, vcg__plugin_conf_t *pc) {
   if (!pc->loaded->ops.init) return 0;
   int rc = pc->loaded->ops.init(&vcg__host_api, pc->conf, &pc->loaded->state);
   if (rc != 0) {
-    vcg__logf(&m->log, VCG_LOG_ERROR, pc->name, 0, "init failed (%d)", rc);
+    vcg__logf(&m->log, VCG_LOG_ERROR, pc->name, 0, "init failed: %s", vcg_strerror(rc));
     return rc;
   }
   pc->loaded->inited = 1;

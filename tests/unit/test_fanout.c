@@ -6,6 +6,8 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include "core.h"
+#include "session.h"
+#include "worker.h"
 #include "packet_wrapper.pb-c.h"
 #include "media_packet.pb-c.h"
 #include "tap.h"
