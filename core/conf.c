@@ -62,6 +62,10 @@ const vcg_option_t vcg__core_options[] = {
     "longest identity in bytes" },
   { "max_room_length", VCG_OPT_INT, S(max_room_length), 255, NULL, 1, 255,
     "longest room name in bytes (videocall.rs allows 255)" },
+  { "max_video_delay", VCG_OPT_INT, S(max_video_delay), 150, NULL, 10, 60000,
+    "ms a queued video or screen packet may wait; older ones are dropped, not sent late" },
+  { "max_audio_delay", VCG_OPT_INT, S(max_audio_delay), 500, NULL, 10, 60000,
+    "ms a queued audio packet may wait before it is dropped" },
   VCG_OPTION_END
 };
 #undef S

@@ -19,7 +19,7 @@ typedef struct vcg__process vcg__process_t;
 /* Core counters of one worker; read by main after the worker stopped. */
 typedef struct vcg__stats {
   uint64_t sessions_opened, sessions_refused, packets_in, packets_relayed,
-           packets_dropped, packets_malformed, slow_closed, bus_in, bus_out;
+           packets_dropped, packets_shed, packets_malformed, slow_closed, bus_in, bus_out;
 } vcg__stats_t;
 
 #define VCG__MAX_COUNTERS 32
@@ -46,6 +46,7 @@ struct vcg_worker {
 };
 
 struct vcg_session {
+  vcg_hnode_t idnode;       /* in the worker's sessions, keyed by id */
   uint64_t id;
   struct vcg_worker *t;     /* the transport binding */
   void *conn;
@@ -54,6 +55,7 @@ struct vcg_session {
   uint32_t slot;
   int closing;
   int ip_counted;
+  int admitted;             /* the transport holds the limits slot */
   size_t qp, qb;            /* queued packets / bytes in the transport */
   uint64_t drop_since_ms;   /* 0 when not dropping */
   uint64_t drops;
@@ -98,6 +100,7 @@ struct vcg__worker {
   struct vcg_worker bus;     /* bus.pc NULL: no bus */
   int pending_stops;
   vcg__rooms_t rooms;
+  vcg_htab_t sessions;       /* vcg_session_t by id (idnode) */
   size_t nsessions;
   uint64_t rng[2];
   vcg__stats_t stats;
@@ -140,6 +143,16 @@ static inline void vcg__session_close(vcg_session_t *s, int why, const char *rea
 }
 
 static inline uint64_t vcg__now_ms(vcg__worker_t *w) { return uv_now(&w->loop); }
+
+static inline int vcg__session_id_eq(const vcg_hnode_t *n, const void *id) {
+  return vcg_container_of(n, vcg_session_t, idnode)->id == *(const uint64_t *)id;
+}
+/* The local session with this id on w, or NULL (ids are random: the
+ * table hashes them with no seed). */
+static inline vcg_session_t *vcg__session_find(vcg__worker_t *w, uint64_t id) {
+  vcg_hnode_t *n = id ? vcg_htab_find(&w->sessions, vcg_hash_mix(id), vcg__session_id_eq, &id) : NULL;
+  return n ? vcg_container_of(n, vcg_session_t, idnode) : NULL;
+}
 
 #define VCG__LOG(w, lvl, sid, ...)                                            \
   do {                                                                        \

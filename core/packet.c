@@ -91,6 +91,7 @@ static vcg_packet_t *packet_alloc(size_t len) {
   if (!p) return NULL;
   atomic_init(&p->refs, 1);
   p->len = (uint32_t)len;
+  p->deadline_ms = 0; /* unset: vcg__relay_stamp() sets it by class */
   return p;
 }
 
@@ -135,6 +136,7 @@ static vcg_packet_t *pack_wrapper(const Vcgate__PacketWrapper *pw) {
   vcg_packet_t *p = packet_alloc(n);
   if (!p) return NULL;
   vcgate__packet_wrapper__pack(pw, p->data);
+  p->deadline_ms = UINT64_MAX; /* the server's own packets always go out */
   p->type = (int32_t)pw->packet_type;
   p->media_type = -1;
   p->session_id = pw->session_id;

@@ -25,15 +25,58 @@ int vcg__relay_room_release(vcg__worker_t *w, vcg__room_t *room) {
   return 1;
 }
 
-/* Drop classes: video goes first (half the budget), then other media
- * (the full budget); key exchange and control packets are never dropped,
- * and a session whose queue holds twice its budget is closed. */
-enum { CLS_VIDEO, CLS_MEDIA, CLS_CONTROL };
-static int drop_class(const vcg_packet_t *p) {
-  if (p->type != VCG_PT_MEDIA) return CLS_CONTROL;
-  if (p->media_type == 1 || p->media_type == 3) return CLS_VIDEO;
-  if (p->media_type == 6) return CLS_CONTROL; /* keyframe request: tiny, needed */
-  return CLS_MEDIA;
+/* What a packet is worth to a call, which decides when it may be dropped:
+ *  - VIDEO: video, screen, and packets of types the relay does not know
+ *    (bulk nobody is promised): dropped first, at half the queue budget
+ *    and past core.max_video_delay;
+ *  - AUDIO: audio, heartbeats, RTT: at the full budget and past
+ *    core.max_audio_delay;
+ *  - CONTROL: key exchange, meeting events, keyframe requests: never
+ *    dropped (a session that needs to drop them is closed instead).
+ * With end-to-end encryption the MediaPacket is ciphertext and its type
+ * unknown (media_type -1); its size tells instead: an encrypted Opus frame
+ * is a few hundred bytes, video frames are larger, so small encrypted
+ * media is treated as audio.  A small video delta then gets audio's
+ * longer deadline, which costs little: it is small. */
+enum { CLS_VIDEO, CLS_AUDIO, CLS_CONTROL };
+#define VCG__SMALL_MEDIA 600
+
+static int packet_class(const vcg_packet_t *p) {
+  switch (p->type) {
+  case VCG_PT_MEDIA:
+    switch (p->media_type) {
+    case 1: case 3: return CLS_VIDEO;           /* VIDEO, SCREEN */
+    case 2: case 4: case 5: return CLS_AUDIO;   /* AUDIO, HEARTBEAT, RTT */
+    case 6: return CLS_CONTROL;                 /* KEYFRAME_REQUEST */
+    default: return p->len <= VCG__SMALL_MEDIA ? CLS_AUDIO : CLS_VIDEO;
+    }
+  case VCG_PT_RSA_PUB_KEY: case VCG_PT_AES_KEY: case VCG_PT_CONNECTION:
+  case VCG_PT_MEETING: case VCG_PT_SESSION_ASSIGNED: case VCG_PT_CONGESTION:
+    return CLS_CONTROL;
+  default:
+    return CLS_VIDEO;                           /* unknown, DIAGNOSTICS */
+  }
+}
+
+void vcg__relay_stamp(vcg__worker_t *w, vcg_packet_t *p) {
+  if (p->deadline_ms) return; /* set where the packet was made */
+  const vcg__core_conf_t *cc = &w->proc->cfg->core;
+  switch (packet_class(p)) {
+  case CLS_VIDEO: p->deadline_ms = vcg__now_ms(w) + (uint64_t)cc->max_video_delay; break;
+  case CLS_AUDIO: p->deadline_ms = vcg__now_ms(w) + (uint64_t)cc->max_audio_delay; break;
+  default: p->deadline_ms = UINT64_MAX; break;
+  }
+}
+
+static void send_congestion(vcg_session_t *sender, uint64_t now);
+
+void vcg__relay_shed(vcg_session_t *r, vcg_packet_t *p) {
+  vcg__worker_t *w = r->t->core;
+  w->stats.packets_dropped++;
+  w->stats.packets_shed++;
+  r->drops++;
+  send_congestion(vcg__session_find(w, p->session_id), vcg__now_ms(w));
+  vcg__packet_unref(p);
 }
 
 static void send_congestion(vcg_session_t *sender, uint64_t now) {
@@ -55,12 +98,12 @@ static void enqueue(vcg__worker_t *w, vcg_session_t *r, vcg_session_t *sender, v
                     uint64_t now) {
   const vcg__core_conf_t *cc = &w->proc->cfg->core;
   size_t maxb = (size_t)cc->queue_max_bytes, maxp = (size_t)cc->queue_max_packets;
-  int cls = drop_class(p);
+  int cls = packet_class(p);
   size_t nb = r->qb + p->len, np = r->qp + 1;
   int drop = 0;
   char detail[96];
   if (cls == CLS_VIDEO) drop = nb > maxb / 2 || np > maxp / 2;
-  else if (cls == CLS_MEDIA) drop = nb > maxb || np > maxp;
+  else if (cls == CLS_AUDIO) drop = nb > maxb || np > maxp;
   if (cls == CLS_CONTROL && (nb > 2 * maxb || np > 2 * maxp)) {
     snprintf(detail, sizeof detail, "holds %zu packets / %zu bytes", r->qp, r->qb);
     slow_close(w, r, detail);
@@ -94,6 +137,7 @@ static void enqueue(vcg__worker_t *w, vcg_session_t *r, vcg_session_t *sender, v
 void vcg__relay_fanout(vcg__worker_t *w, vcg__room_t *room, vcg_session_t *sender,
                        uint64_t origin, vcg_packet_t *p) {
   uint64_t now = vcg__now_ms(w);
+  vcg__relay_stamp(w, p);
   room->busy++;
   for (uint32_t i = 0; i < room->n; i++) {
     vcg_session_t *r = room->m[i];

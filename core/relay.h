@@ -17,6 +17,11 @@ int vcg__relay_room_release(vcg__worker_t *w, vcg__room_t *room);
  * whose id is origin (0: none). */
 void vcg__relay_fanout(vcg__worker_t *w, vcg__room_t *room, vcg_session_t *sender,
                        uint64_t origin, vcg_packet_t *p);
+/* Set p's deadline by its class (once, on the worker that made it). */
+void vcg__relay_stamp(vcg__worker_t *w, vcg_packet_t *p);
+/* r's transport dropped p past its deadline: count it, tell the sender
+ * (when it is a local session) and release p's reference. */
+void vcg__relay_shed(vcg_session_t *r, vcg_packet_t *p);
 /* Publish p (borrowed) for the other workers and nodes. */
 void vcg__relay_publish(vcg__worker_t *w, vcg__room_t *room, uint64_t session_id,
                         vcg_packet_t *p);

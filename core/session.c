@@ -87,7 +87,9 @@ int vcg__session_open(vcg_worker_t *b, const vcg_session_info_t *info,
     return refused(w, why, VCG_CLOSE_OVERLOAD, msg, msglen, text, VCG_EBUSY);
   }
   int counted = 0;
-  rc = vcg__limits_acquire(&proc->limits, info->peer, &counted);
+  int admitted = info->size >= offsetof(vcg_session_info_t, flags) + sizeof info->flags &&
+                 (info->flags & VCG_SESSION_ADMITTED);
+  rc = admitted ? 0 : vcg__limits_acquire(&proc->limits, info->peer, &counted);
   if (rc != 0) {
     free(req);
     return refused(w, why, rc == VCG_EAGAIN ? VCG_CLOSE_LIMIT : VCG_CLOSE_OVERLOAD, msg, msglen,
@@ -113,6 +115,8 @@ int vcg__session_open(vcg_worker_t *b, const vcg_session_info_t *info,
   s->conn = info->conn;
   s->room = room;
   s->ip_counted = counted;
+  s->admitted = admitted;
+  vcg_htab_insert(&w->sessions, &s->idnode, vcg_hash_mix(s->id));
   if (info->peer && info->peer->sa_family == AF_INET6)
     memcpy(&s->peer.in6, info->peer, sizeof s->peer.in6);
   else if (info->peer && info->peer->sa_family == AF_INET)
@@ -130,7 +134,7 @@ int vcg__session_open(vcg_worker_t *b, const vcg_session_info_t *info,
   return 0;
 nomem:
   free(req);
-  vcg__limits_release(&proc->limits, info->peer, counted);
+  if (!admitted) vcg__limits_release(&proc->limits, info->peer, counted);
   if (s) free(s->user);
   free(s);
   return refused(w, why, VCG_CLOSE_INTERNAL, msg, msglen, "out of memory", VCG_ENOMEM);
@@ -199,7 +203,8 @@ void vcg__session_closed(vcg_session_t *s) {
   vcg__room_remove(room, s->slot, &moved);
   if (moved) moved->slot = s->slot;
   vcg__relay_room_release(w, room);
-  vcg__limits_release(&w->proc->limits, &s->peer.sa, s->ip_counted);
+  if (!s->admitted) vcg__limits_release(&w->proc->limits, &s->peer.sa, s->ip_counted);
+  vcg_htab_remove(&w->sessions, &s->idnode);
   vcg__logf(w->proc->log, VCG_LOG_INFO, "core", s->id, "closed: user %s (%llu dropped)", s->user,
             (unsigned long long)s->drops);
   free(s->user);

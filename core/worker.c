@@ -103,6 +103,7 @@ int vcg__worker_init(vcg__worker_t *w, vcg__process_t *proc, unsigned index) {
   if ((rc = uv_mutex_init(&w->qlock)) != 0) return rc;
   if ((rc = uv_sem_init(&w->started, 0)) != 0) return rc;
   if ((rc = vcg__rooms_init(&w->rooms, room_seed)) != 0) return rc;
+  if (vcg_htab_init(&w->sessions, 64, 0) != 0) return VCG_ENOMEM;
   const vcg__config_t *c = proc->cfg;
   w->ntransports = c->ntransports;
   w->transports = calloc(c->ntransports, sizeof *w->transports);
@@ -174,6 +175,7 @@ void vcg__worker_join(vcg__worker_t *w) {
 
 void vcg__worker_free(vcg__worker_t *w) {
   vcg__rooms_free(&w->rooms);
+  vcg_htab_free(&w->sessions);
   for (size_t i = 0; i < w->ntransports; i++) uv_mutex_destroy(&w->transports[i].clock);
   uv_mutex_destroy(&w->bus.clock);
   free(w->transports);

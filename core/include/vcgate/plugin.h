@@ -278,7 +278,12 @@ typedef struct vcg_session_info {
    * ignored, so every transport accepts and refuses the same URLs; a
    * transport built for ABI 1.1 passes user and room instead. */
   const char *target;
+  /* ABI 1.2.  VCG_SESSION_ADMITTED: the connection already holds a slot
+   * from host->conn_admit(), so the host does not count it again. */
+  uint32_t flags;
 } vcg_session_info_t;
+
+#define VCG_SESSION_ADMITTED 0x1u
 
 /* Functions of the host, handed to every plugin call that needs them. */
 typedef struct vcg_host_api {
@@ -372,6 +377,32 @@ typedef struct vcg_host_api {
   /* Copy the value of key into buf: 0, VCG_ENOENT when unset, VCG_ENOBUFS
    * when buf is too small.  THREAD-SAFE. */
   int (*info_get)(vcg_worker_t *w, const char *key, char *buf, size_t len);
+
+  /* ---- ABI 1.2: admission ---- */
+  /* A connection counts against the global and per-address limits from
+   * the moment it costs the server memory (an accepted socket before its
+   * upgrade, a half-open QUIC connection), not only once it is a session.
+   * Ask before spending anything on it: returns 0 or 1 (admitted; keep the
+   * value and pass it to conn_release() exactly once when the connection
+   * is gone), VCG_EAGAIN (the address is over core.max_connections_per_ip:
+   * answer 429 or drop) or VCG_EBUSY (the process is at
+   * core.max_connections: 503 or drop).  A session opened for an admitted
+   * connection sets VCG_SESSION_ADMITTED in its info. */
+  int (*conn_admit)(vcg_worker_t *w, const struct sockaddr *peer);
+  void (*conn_release)(vcg_worker_t *w, const struct sockaddr *peer, int admitted);
+
+  /* ---- ABI 1.2: deadlines ---- */
+  /* The loop time (uv_now() of w's loop, ms) after which p is not worth
+   * sending any more, or UINT64_MAX for packets that are never dropped
+   * (key exchange, control).  A transport checks it when it takes p from
+   * its queue to write it; past the deadline it calls packet_shed()
+   * instead of writing, so a receiver that falls behind gets fresh video
+   * rather than seconds of old video. */
+  uint64_t (*packet_deadline)(const vcg_packet_t *p);
+  /* s's transport drops p (past its deadline).  The host counts it and
+   * tells the sender (CONGESTION, at most once a second).  Ownership: the
+   * reference passes to the host, which releases it. */
+  void (*packet_shed)(vcg_session_t *s, vcg_packet_t *p);
 } vcg_host_api_t;
 
 /* ------------------------------------------------------------ vtables */
