@@ -283,6 +283,13 @@ static int load_instance(vcg__plugin_conf_t *pc, const config_setting_t *g, int 
     vcg__errs_add(errs, "%s:%d: %splugin: '%s' names itself '%s'", f, line, where, plugin, d->name);
     return 1;
   }
+  for (const vcg_option_t *o = d->options; o && o->name; o++) {
+    if (is_reserved(o->name, plugin_reserved)) {
+      vcg__errs_add(errs, "%s:%d: %splugin: '%s' declares an option named '%s', which the host "
+                    "reserves (plugin, path, name)", f, line, where, d->name, o->name);
+      return 1;
+    }
+  }
   pc->plugin = strdup(d->name);
   pc->name = strdup(name ? name : d->name);
   pc->conf = calloc(1, d->conf_size ? d->conf_size : 1);

@@ -26,6 +26,7 @@ typedef struct vcg__plugin {
   char *path;
   const vcg_plugin_t *desc;
   vcg__ops_t ops;
+  const char *const *restart_options; /* NULL unless the plugin is >= 1.2 */
   vcg_plugin_state_t *state;   /* from init(), NULL before */
   int inited;
 } vcg__plugin_t;

@@ -481,7 +481,12 @@ typedef struct vcg_plugin {
   size_t conf_size;          /* size of the conf struct the options fill */
   const vcg_transport_ops_t *transport; /* when kind == TRANSPORT */
   const vcg_bus_ops_t *bus;             /* when kind == BUS */
-  void *reserved[4];         /* zero: room for growth within a major */
+  /* ABI 1.2.  Names of options whose change needs a restart (listen
+   * addresses, say), NULL-terminated; every other option is applied by
+   * reload() on SIGHUP.  A plugin without reload() needs a restart for any
+   * change.  The host reads this only from plugins built for 1.2 or later. */
+  const char *const *restart_options;
+  void *reserved[3];         /* zero: room for growth within a major */
 } vcg_plugin_t;
 
 #define VCG_PLUGIN_MAGIC 0x76636770u /* "vcgp" */
