@@ -573,16 +573,19 @@ class Client:
         self.extra = []  # packets read during connect() after the two
 
     @classmethod
-    async def connect(cls, port, user, room, timeout=5, **kw):
+    async def connect(cls, port, user, room, timeout=5, path=None, **kw):
+        """path: another lobby URL to open (e.g. /lobby?token=...) for the
+        session of user in room."""
         import websockets
         kw.setdefault("max_size", None)
         kw.setdefault("ping_interval", None)
         kw.setdefault("close_timeout", 2)
         kw.setdefault("max_queue", 1024)
         scheme = "wss" if kw.get("ssl") is not None else "ws"
+        url = (lobby_url(port, user, room, scheme) if path is None
+               else "%s://127.0.0.1:%d%s" % (scheme, port, path))
         ws = await asyncio.wait_for(
-            websockets.connect(lobby_url(port, user, room, scheme), open_timeout=timeout, **kw),
-            timeout + 1)
+            websockets.connect(url, open_timeout=timeout, **kw), timeout + 1)
         c = cls(ws, user, room)
         try:
             p = await c.recv(timeout)
