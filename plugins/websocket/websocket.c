@@ -119,6 +119,7 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
     if (inst->lfd >= 0)
       close(inst->lfd);
     vcg__ws_tl_release();
+    free(inst->peekbuf);
     free(inst);
     return r;
   }
@@ -160,7 +161,7 @@ static int ws_send(vcg_instance_t *inst, void *conn, vcg_packet_t *p) {
 static void ws_close(vcg_instance_t *inst, void *conn, int why,
                      const char *reason) {
   (void)inst;
-  vcg__ws_conn_begin_close(conn, vcg__ws_close_code(why), reason);
+  vcg__ws_conn_begin_close(conn, vcg_close_ws_code(why), reason);
 }
 
 static const vcg_transport_ops_t ws_ops = {

@@ -21,6 +21,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <uv.h>
 #include <libwebsockets.h>
@@ -67,6 +69,8 @@
 #define WS_WRITE_CLOSE ((enum lws_write_protocol)4)
 /* How long a client has to echo our close frame. */
 #define WS_CLOSE_ACK_SECS 3
+/* How long an accepted socket may take to send its request line. */
+#define WS_REQUEST_LINE_TIMEOUT_MS 10000
 
 /* ------------------------------------------------------------- config */
 
@@ -103,6 +107,12 @@ struct vcg_instance {
   int lfd;                     /* listen socket, -1 when closed */
   uv_poll_t lpoll;
   int lpoll_open;              /* lpoll initialised and not yet closed */
+  /* Accepted sockets not yet upgraded, oldest first: their deadlines are
+   * in the same order, so the sweep timer only looks at the head. */
+  ws_conn_t *up_head, *up_tail;
+  uv_timer_t sweep;
+  int sweep_open;
+  char *peekbuf;               /* max_header_size bytes, for MSG_PEEK (owned) */
   int tls;
   char url[300];               /* "ws://127.0.0.1:8080", for logs */
 
@@ -145,11 +155,27 @@ struct vcg_instance {
   int destroy_calls;
 };
 
+typedef struct ws_peek ws_peek_t;
+
 struct ws_conn {
   ws_conn_t *prev, *next;      /* in inst->conns */
   vcg_instance_t *inst;
-  struct lws *wsi;
+  struct lws *wsi;             /* NULL until the socket is adopted */
   vcg_session_t *s;            /* host-owned; NULL until session_open */
+
+  /* From accept to the upgrade (ws_listen.c). */
+  int fd;                      /* ours until adopted, then lws's; -1 when gone */
+  ws_peek_t *peek;             /* while we wait for the request line (owned) */
+  char *target;                /* the first request's raw target (owned);
+                                  NULL on TLS, or once a request used it */
+  union {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+  } peer;
+  uint64_t deadline;           /* loop ms by which the upgrade must be done */
+  ws_conn_t *uprev, *unext;    /* in inst->up_head while not upgraded */
+  unsigned in_up : 1;
 
   int32_t dirty_idx;           /* slot in inst->dirty, -1 when absent */
   uint32_t alive_sec;          /* loop second of the last validity report */
@@ -193,6 +219,11 @@ void vcg__ws_tl_release(void);
 int vcg__ws_listen_open(vcg_instance_t *inst);
 /* Stop accepting (asynchronously for the poll handle).  Idempotent. */
 void vcg__ws_listen_close(vcg_instance_t *inst);
+/* Stop accepting, and close every socket not yet handed to lws and the
+ * sweep timer (teardown). */
+void vcg__ws_listen_stop(vcg_instance_t *inst);
+/* c is upgraded or gone: no upgrade deadline any more. */
+void vcg__ws_upgrade_done(ws_conn_t *c);
 
 /* ---------------------------------------------------- ws_http.c */
 
@@ -213,9 +244,10 @@ int vcg__ws_on_receive(vcg_instance_t *inst, ws_conn_t *c, const void *in,
 
 /* ---------------------------------------------------- ws_out.c */
 
-/* A connection's state, linked into inst and bound to wsi through lws's
- * opaque user data. */
-ws_conn_t *vcg__ws_conn_new(vcg_instance_t *inst, struct lws *wsi);
+/* A connection's state from accept on, linked into inst. */
+ws_conn_t *vcg__ws_conn_new(vcg_instance_t *inst);
+/* Bind c to its wsi through lws's opaque user data (after adoption). */
+void vcg__ws_conn_bind(ws_conn_t *c, struct lws *wsi);
 /* Unlink and free c, releasing every queued reference.  Does not call
  * session_closed(); the caller decides. */
 void vcg__ws_conn_free(ws_conn_t *c);

@@ -7,9 +7,10 @@
  * nobody calls lws_service().  One lws context per worker instance.
  *
  * Connections.  Our per-connection state (ws_conn_t) is malloc'ed when a
- * lobby upgrade is accepted and hangs off the wsi through
- * lws_set_opaque_user_data(), which, unlike the lws per-session user space,
- * survives the protocol rebinding lws does during the upgrade.  It is freed,
+ * socket is accepted (ws_listen.c) and hangs off the wsi, once lws has
+ * adopted the socket, through lws_set_opaque_user_data(), which, unlike
+ * the lws per-session user space, survives the protocol rebinding lws does
+ * during the upgrade.  It is freed,
  * and host->session_closed() called, in LWS_CALLBACK_WSI_DESTROY, the one
  * callback lws makes for every wsi however it dies (failed handshake, peer
  * close, timeout, context destroy).
@@ -224,6 +225,7 @@ static void ws_inst_free(vcg_instance_t *inst) {
 
   free(inst->sendbuf);
   free(inst->dirty);
+  free(inst->peekbuf);
   free(inst);
   vcg__ws_tl_release();
   if (cb)
@@ -286,7 +288,7 @@ static void ws_reaper_tick(uv_timer_t *t) {
 void vcg__ws_teardown(vcg_instance_t *inst, vcg_stopped_cb cb) {
   inst->stopping = 1;
   inst->stop_cb = cb;
-  vcg__ws_listen_close(inst);
+  vcg__ws_listen_stop(inst);
   /* Closed before the reaper: its close runs first, so inst outlives it. */
   vcg__ws_flush_close(inst);
   if (inst->ctx != NULL) {

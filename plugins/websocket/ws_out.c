@@ -55,26 +55,31 @@ static int ws_queue_push(ws_conn_t *c, vcg_packet_t *p) {
   return 0;
 }
 
-ws_conn_t *vcg__ws_conn_new(vcg_instance_t *inst, struct lws *wsi) {
+ws_conn_t *vcg__ws_conn_new(vcg_instance_t *inst) {
   ws_conn_t *c = calloc(1, sizeof(*c));
 
   if (c == NULL)
     return NULL;
   c->inst = inst;
-  c->wsi = wsi;
+  c->fd = -1;
   c->dirty_idx = -1;
   c->next = inst->conns;
   if (inst->conns)
     inst->conns->prev = c;
   inst->conns = c;
   inst->nconns++;
-  lws_set_opaque_user_data(wsi, c);
   return c;
+}
+
+void vcg__ws_conn_bind(ws_conn_t *c, struct lws *wsi) {
+  c->wsi = wsi;
+  lws_set_opaque_user_data(wsi, c);
 }
 
 void vcg__ws_conn_free(ws_conn_t *c) {
   vcg_instance_t *inst = c->inst;
 
+  vcg__ws_upgrade_done(c);
   ws_queue_drop_all(c);
   if (c->dirty_idx >= 0)
     inst->dirty[c->dirty_idx] = NULL;
@@ -83,6 +88,7 @@ void vcg__ws_conn_free(ws_conn_t *c) {
       inst->readers[i] = NULL;
   free(c->q);
   free(c->rx);
+  free(c->target);
   if (c->prev)
     c->prev->next = c->next;
   else
