@@ -1,7 +1,19 @@
 /*
  * webtransport.c -- the WebTransport transport plugin: descriptor,
- * options and lifecycle.  The work is done by quic.c (QUIC endpoint),
- * wt.c (HTTP/3 and WebTransport session), h3.c, qpack.c and tls.c.
+ * options and lifecycle, and the wiring of its layers.
+ *
+ * The data path, bottom to top (each file calls only downwards; the
+ * layers below call up only through callback tables filled here or by
+ * the layer above):
+ *   endpoint.c  UDP sockets, connection ID table, version negotiation,
+ *               stateless reset
+ *   conn.c      one QUIC connection (ngtcp2 + GnuTLS): handshake,
+ *               callbacks, timers, write loop
+ *   stream.c    output records and the output queue of a connection
+ *   session.c   HTTP/3 and the WebTransport session (CONNECT, capsules,
+ *               PacketWrappers in and out)
+ * with the pure helpers h3.c (framing), qpack.c (header blocks), tls.c
+ * (credentials), addr.c and udp_send.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +21,42 @@
 
 #include <gnutls/crypto.h>
 
-#include "wt_int.h"
+#include "addr.h"
+#include "conn.h"
+#include "endpoint.h"
+#include "h3.h"
+#include "session.h"
+#include "tls.h"
+
+/* ---- configuration (filled by the host from the option table) ---- */
+typedef struct vcg_wt_conf {
+  char *listen;            /* "127.0.0.1:4433", "[::1]:4433", comma list */
+  int64_t idle_timeout;    /* ms */
+  char *tls_cert;
+  char *tls_key;
+  int64_t max_sessions;    /* concurrent QUIC connections per worker */
+  char *cert_hash_file;
+} vcg_wt_conf_t;
+
+/* Process-wide state: made in init(), read-only afterwards, shared by all
+ * workers' instances. */
+struct vcg_plugin_state {
+  const vcg_host_api_t *host;
+  vcg__wt_tls_t tls;
+  uint8_t reset_secret[WT_RESET_SECRET_LEN]; /* stateless reset token key */
+};
+
+/* Per-worker instance: the layers of the data path. */
+struct vcg_instance {
+  const vcg_host_api_t *host;
+  vcg_plugin_state_t *st;
+  const vcg_wt_conf_t *conf;
+  vcg_worker_t *w;
+  int connset_inited;
+  vcg_stopped_cb stop_cb;
+  wt_connset_t cs;             /* connections (and through them sessions) */
+  wt_endpoint_t ep;            /* sockets and connection IDs; last: large */
+};
 
 static const vcg_option_t wt_options[] = {
   VCG_OPTION_STRING(vcg_wt_conf_t, listen, "listen", "127.0.0.1:4433",
@@ -119,22 +166,52 @@ static void wt_fini(vcg_plugin_state_t *st) {
   free(st);
 }
 
+static void inst_stopped(void *ud) {
+  vcg_instance_t *inst = ud;
+  vcg_stopped_cb cb = inst->stop_cb;
+  vcg_worker_t *w = inst->w;
+  free(inst);
+  if (cb) cb(w);
+}
+
+/* Close everything; the instance is freed when the last handle closed. */
+static void inst_stop(vcg_instance_t *inst) {
+  if (inst->connset_inited) vcg__wt_connset_stop(&inst->cs, VCG__H3_NO_ERROR);
+  vcg__wt_ep_stop(&inst->ep, inst_stopped, inst);
+}
+
 static int wt_start(const vcg_host_api_t *host, vcg_plugin_state_t *st,
                     const void *vconf, vcg_worker_t *w, vcg_instance_t **out) {
+  const vcg_wt_conf_t *conf = vconf;
   if (!st) return VCG_EINVAL;
   vcg_instance_t *inst = calloc(1, sizeof(*inst));
   if (!inst) return VCG_ENOMEM;
   inst->host = host;
   inst->st = st;
-  inst->conf = vconf;
+  inst->conf = conf;
   inst->w = w;
-  inst->loop = host->loop(w);
-  inst->max_msg = host->max_message_size(w);
-  if (inst->max_msg == 0) inst->max_msg = 1u << 20;
-  int rc = vcg__wt_endpoint_start(inst);
+  size_t max_msg = host->max_message_size(w);
+  if (max_msg == 0) max_msg = 1u << 20;
+  wt_conn_conf_t cc = {
+    .idle_timeout_ms = (uint64_t)conf->idle_timeout,
+    .max_sessions = (size_t)conf->max_sessions,
+    .max_msg = max_msg,
+  };
+  /* The endpoint hands datagrams to the connection layer. */
+  wt_endpoint_cb_t ecb = {
+    .packet = vcg__wt_conn_packet,
+    .accept = vcg__wt_conn_accept,
+    .ud = &inst->cs,
+  };
+  int rc = vcg__wt_ep_init(&inst->ep, host, w, st->reset_secret, &ecb);
+  if (rc == 0) {
+    rc = vcg__wt_connset_init(&inst->cs, host, w, &inst->ep, &st->tls, &vcg__wt_session_cb, &cc);
+    inst->connset_inited = rc == 0;
+  }
+  if (rc == 0) rc = vcg__wt_ep_start(&inst->ep, conf->listen);
   if (rc != 0) {
     /* Frees inst once the handles that did open have closed. */
-    vcg__wt_endpoint_stop(inst);
+    inst_stop(inst);
     return rc;
   }
   if (host->worker_index(w) == 0) {
@@ -148,19 +225,30 @@ static int wt_start(const vcg_host_api_t *host, vcg_plugin_state_t *st,
 }
 
 static void wt_drain(vcg_instance_t *inst) {
-  if (inst->draining) return;
-  inst->draining = 1;
+  if (inst->cs.draining) return;
   /* Tell every session to go away; new connections are no longer
-   * accepted (quic.c) and a late CONNECT is answered 503 (wt.c). */
-  for (wt_conn_t *c = inst->conns; c; c = c->next) {
-    if (c->state == WT_C_ACTIVE)
+   * accepted (endpoint) and a late CONNECT is answered 503 (session). */
+  inst->cs.draining = 1;
+  inst->ep.accepting = 0;
+  for (wt_conn_t *c = inst->cs.conns; c; c = c->next) {
+    if (vcg__wt_conn_active(c))
       vcg__wt_session_close(c, vcg__wt_close_code(VCG_CLOSE_SHUTDOWN), "server shutting down");
   }
 }
 
 static void wt_stop(vcg_instance_t *inst, vcg_stopped_cb cb) {
   inst->stop_cb = cb;
-  vcg__wt_endpoint_stop(inst); /* frees inst, then cb(w) */
+  inst_stop(inst); /* frees inst, then cb(w) */
+}
+
+static int wt_send(vcg_instance_t *inst, void *conn, vcg_packet_t *p) {
+  (void)inst;
+  return vcg__wt_session_send(conn, p);
+}
+
+static void wt_close(vcg_instance_t *inst, void *conn, int why, const char *reason) {
+  (void)inst;
+  vcg__wt_session_close(conn, vcg__wt_close_code(why), reason);
 }
 
 static const vcg_transport_ops_t wt_ops = {
@@ -170,8 +258,8 @@ static const vcg_transport_ops_t wt_ops = {
   .drain = wt_drain,
   .stop = wt_stop,
   .fini = wt_fini,
-  .send = vcg__wt_send,
-  .close = vcg__wt_close,
+  .send = wt_send,
+  .close = wt_close,
 };
 
 static const vcg_plugin_t wt_plugin = VCG_PLUGIN_DESCRIPTOR(
