@@ -101,35 +101,6 @@ static void log_conn(wt_conn_t *c, int level, const char *fmt, ...) {
             vcg__wt_addr_str((struct sockaddr *)&c->remote, peer, sizeof(peer)), msg);
 }
 
-uint32_t vcg__wt_close_code(int why) {
-  switch (why) {
-  case VCG_CLOSE_NORMAL: return 1000;
-  case VCG_CLOSE_BAD_REQUEST:
-  case VCG_CLOSE_FORBIDDEN:
-  case VCG_CLOSE_SLOW:
-  case VCG_CLOSE_NOT_FOUND: return 1008;
-  case VCG_CLOSE_TOO_BIG: return 1009;
-  case VCG_CLOSE_LIMIT:
-  case VCG_CLOSE_OVERLOAD: return 1013;
-  case VCG_CLOSE_SHUTDOWN:
-  case VCG_CLOSE_IDLE: return 1001;
-  default: return 1011;
-  }
-}
-
-static int http_status(int why) {
-  switch (why) {
-  case VCG_CLOSE_BAD_REQUEST: return 400;
-  case VCG_CLOSE_FORBIDDEN: return 403;
-  case VCG_CLOSE_NOT_FOUND: return 404;
-  case VCG_CLOSE_TOO_BIG: return 413;
-  case VCG_CLOSE_LIMIT: return 429;
-  case VCG_CLOSE_SHUTDOWN:
-  case VCG_CLOSE_OVERLOAD: return 503;
-  default: return 500;
-  }
-}
-
 static void is_free(wt_sess_t *ss, wt_istream_t *is) {
   if (is->prev) is->prev->next = is->next;
   else ss->is_all = is->next;
@@ -188,9 +159,12 @@ static int respond(wt_conn_t *c, int64_t id, int status, int fin) {
   return 0;
 }
 
-static void refuse(wt_conn_t *c, int64_t id, int status, const char *why) {
+/* Answer the CONNECT on stream id with the status the host's table gives
+ * for `why` (enum vcg_close_reason), and end the stream. */
+static void refuse(wt_conn_t *c, int64_t id, int why, const char *msg) {
   wt_sess_t *ss = c->app;
-  log_conn(c, VCG_LOG_INFO, "CONNECT refused: %d %s", status, why);
+  int status = vcg_close_http_status(why);
+  log_conn(c, VCG_LOG_INFO, "CONNECT refused: %d %s", status, msg);
   ss->sstate = WT_S_REFUSED;
   host_of(c)->counter_add(c->set->w, "wt_sessions_refused", 1);
   if (respond(c, id, status, 1) != 0) vcg__wt_conn_reset_stream(c, id, VCG__H3_INTERNAL_ERROR);
@@ -200,33 +174,30 @@ static void handle_connect(wt_conn_t *c, wt_istream_t *is) {
   const vcg_host_api_t *host = host_of(c);
   wt_sess_t *ss = c->app;
   vcg__wt_request_t req;
-  char user[512], room[512], msg[256];
+  char msg[256];
 
   if (vcg__wt_qpack_decode_request(is->id, is->buf, is->len, &req) != 0) {
-    refuse(c, is->id, 400, "malformed header block");
+    refuse(c, is->id, VCG_CLOSE_PROTOCOL, "malformed header block");
     return;
   }
   if (strcmp(req.method, "CONNECT") != 0) {
-    refuse(c, is->id, 405, "not a CONNECT");
+    refuse(c, is->id, VCG_CLOSE_METHOD, "not a CONNECT");
     return;
   }
   if (strcmp(req.protocol, "webtransport") != 0) {
-    refuse(c, is->id, 400, "not a webtransport CONNECT");
-    return;
-  }
-  if (vcg__wt_parse_lobby_path(req.path, user, sizeof(user), room, sizeof(room)) != 0) {
-    refuse(c, is->id, 404, "not found");
+    refuse(c, is->id, VCG_CLOSE_BAD_REQUEST, "not a webtransport CONNECT");
     return;
   }
   if (c->set->draining) {
-    refuse(c, is->id, 503, "server shutting down");
+    refuse(c, is->id, VCG_CLOSE_SHUTDOWN, "server shutting down");
     return;
   }
+  /* The host owns the lobby grammar: it gets :path exactly as sent and
+   * answers every path, a wrong one with VCG_CLOSE_NOT_FOUND. */
   vcg_session_info_t info;
   memset(&info, 0, sizeof(info));
   info.size = sizeof(info);
-  info.user = user;
-  info.room = room;
+  info.target = req.path;
   info.peer = (const struct sockaddr *)&c->remote;
   info.conn = c;
   vcg_session_t *s = NULL;
@@ -239,15 +210,15 @@ static void handle_connect(wt_conn_t *c, wt_istream_t *is) {
   int rc = host->session_open(c->set->w, &info, &s, &why, msg, sizeof(msg));
   if (rc != 0) {
     vcg__wt_oq_drop_unsent(&c->out);
-    refuse(c, is->id, http_status(why), msg[0] ? msg : "refused");
+    refuse(c, is->id, why, msg[0] ? msg : "refused");
     return;
   }
   ss->s = s;
   if (ss->sstate == WT_S_OPENING) ss->sstate = WT_S_OPEN;
   host->counter_add(c->set->w, "wt_sessions", 1);
-  log_conn(c, VCG_LOG_INFO, "session open: user %s room %s", user, room);
+  log_conn(c, VCG_LOG_INFO, "session open");
   if (respond(c, is->id, 200, 0) != 0) {
-    vcg__wt_session_close(c, 1011, "internal error");
+    vcg__wt_session_close(c, (uint32_t)vcg_close_ws_code(VCG_CLOSE_INTERNAL), "internal error");
     return;
   }
   c->out.q_dirty = 1;
@@ -640,7 +611,7 @@ static int uni_data(wt_conn_t *c, wt_istream_t *is, const uint8_t *data,
      * lost" instead of the close code.  The rest of the stream is read and
      * discarded (its record is gone, see on_stream_data). */
     is_finish(c, is);
-    vcg__wt_session_close(c, vcg__wt_close_code(VCG_CLOSE_TOO_BIG), "message too big");
+    vcg__wt_session_close(c, (uint32_t)vcg_close_ws_code(VCG_CLOSE_TOO_BIG), "message too big");
     return 0;
   }
   if (n && buf_append(is, p, n) != 0) return vcg__wt_conn_fail(c, VCG__H3_INTERNAL_ERROR);

@@ -33,7 +33,4 @@ int vcg__wt_session_send(wt_conn_t *c, vcg_packet_t *p);
  * no open session. */
 void vcg__wt_session_close(wt_conn_t *c, uint32_t code, const char *reason);
 
-/* The close code for a vcg_close_reason. */
-uint32_t vcg__wt_close_code(int why);
-
 #endif /* VCG_WT_SESSION_H */

@@ -232,7 +232,7 @@ static void wt_drain(vcg_instance_t *inst) {
   inst->ep.accepting = 0;
   for (wt_conn_t *c = inst->cs.conns; c; c = c->next) {
     if (vcg__wt_conn_active(c))
-      vcg__wt_session_close(c, vcg__wt_close_code(VCG_CLOSE_SHUTDOWN), "server shutting down");
+      vcg__wt_session_close(c, (uint32_t)vcg_close_ws_code(VCG_CLOSE_SHUTDOWN), "server shutting down");
   }
 }
 
@@ -248,7 +248,7 @@ static int wt_send(vcg_instance_t *inst, void *conn, vcg_packet_t *p) {
 
 static void wt_close(vcg_instance_t *inst, void *conn, int why, const char *reason) {
   (void)inst;
-  vcg__wt_session_close(conn, vcg__wt_close_code(why), reason);
+  vcg__wt_session_close(conn, (uint32_t)vcg_close_ws_code(why), reason);
 }
 
 static const vcg_transport_ops_t wt_ops = {
