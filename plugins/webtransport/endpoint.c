@@ -18,89 +18,54 @@
 
 /* ------------------------------------------------------------ CID table */
 
-static uint64_t cid_hash(const wt_cidtab_t *t, const uint8_t *p, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull ^ t->seed;
-  for (size_t i = 0; i < n; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ull;
-  }
-  return h ^ (h >> 29);
+/* Clients choose the DCID of their first Initials, so the table is seeded
+ * randomly (htab.h): nobody can aim many IDs at one chain. */
+static uint64_t cid_hash(const wt_endpoint_t *ep, const uint8_t *p, size_t n) {
+  return vcg_hash(p, n, ep->cids.seed);
 }
 
-static int cidtab_init(wt_cidtab_t *t) {
-  t->nb = 64;
-  t->n = 0;
-  t->b = calloc(t->nb, sizeof(*t->b));
-  if (!t->b) return VCG_ENOMEM;
-  gnutls_rnd(GNUTLS_RND_NONCE, &t->seed, sizeof(t->seed));
-  return 0;
+typedef struct { const uint8_t *p; size_t n; } cid_key_t;
+
+static int cid_eq(const vcg_hnode_t *x, const void *key) {
+  const wt_cident_t *e = vcg_container_of(x, wt_cident_t, node);
+  const cid_key_t *k = key;
+  return e->cid.datalen == k->n && memcmp(e->cid.data, k->p, k->n) == 0;
 }
 
-static void cidtab_free(wt_cidtab_t *t) {
-  free(t->b);
-  t->b = NULL;
-  t->nb = t->n = 0;
-}
-
-static wt_cident_t **cid_slot(wt_cidtab_t *t, const uint8_t *p, size_t n) {
-  wt_cident_t **pp = &t->b[cid_hash(t, p, n) & (t->nb - 1)];
-  while (*pp && !((*pp)->cid.datalen == n && memcmp((*pp)->cid.data, p, n) == 0))
-    pp = &(*pp)->next;
-  return pp;
-}
-
-static void cidtab_grow(wt_cidtab_t *t) {
-  size_t nb = t->nb * 2;
-  wt_cident_t **b = calloc(nb, sizeof(*b));
-  if (!b) return; /* keep the smaller table: slower, still correct */
-  for (size_t i = 0; i < t->nb; i++) {
-    wt_cident_t *e = t->b[i];
-    while (e) {
-      wt_cident_t *nx = e->next;
-      size_t k = cid_hash(t, e->cid.data, e->cid.datalen) & (nb - 1);
-      e->next = b[k];
-      b[k] = e;
-      e = nx;
-    }
-  }
-  free(t->b);
-  t->b = b;
-  t->nb = nb;
+static wt_cident_t *cid_lookup(wt_endpoint_t *ep, const uint8_t *p, size_t n) {
+  if (n > NGTCP2_MAX_CIDLEN || !ep->cids.b) return NULL;
+  cid_key_t k = { p, n };
+  vcg_hnode_t *x = vcg_htab_find(&ep->cids, cid_hash(ep, p, n), cid_eq, &k);
+  return x ? vcg_container_of(x, wt_cident_t, node) : NULL;
 }
 
 void *vcg__wt_ep_cid_find(wt_endpoint_t *ep, const uint8_t *p, size_t n) {
-  if (n > NGTCP2_MAX_CIDLEN || !ep->cids.b) return NULL;
-  wt_cident_t *e = *cid_slot(&ep->cids, p, n);
+  wt_cident_t *e = cid_lookup(ep, p, n);
   return e ? e->owner : NULL;
 }
 
 int vcg__wt_ep_cid_add(wt_endpoint_t *ep, wt_cident_t **list, const ngtcp2_cid *cid,
                        void *owner) {
-  wt_cidtab_t *t = &ep->cids;
-  wt_cident_t **pp = cid_slot(t, cid->data, cid->datalen);
-  if (*pp) return (*pp)->owner == owner ? 0 : VCG_EEXIST;
-  wt_cident_t *e = calloc(1, sizeof(*e));
+  wt_cident_t *e = cid_lookup(ep, cid->data, cid->datalen);
+  if (e) return e->owner == owner ? 0 : VCG_EEXIST;
+  e = calloc(1, sizeof(*e));
   if (!e) return VCG_ENOMEM;
   e->cid = *cid;
   e->owner = owner;
-  *pp = e;
+  vcg_htab_insert(&ep->cids, &e->node, cid_hash(ep, cid->data, cid->datalen));
   e->cnext = *list;
   *list = e;
-  if (++t->n > t->nb) cidtab_grow(t);
   return 0;
 }
 
 void vcg__wt_ep_cid_del(wt_endpoint_t *ep, wt_cident_t **list, const ngtcp2_cid *cid) {
-  wt_cidtab_t *t = &ep->cids;
-  wt_cident_t **pp = cid_slot(t, cid->data, cid->datalen);
-  wt_cident_t *e = *pp;
+  wt_cident_t *e = cid_lookup(ep, cid->data, cid->datalen);
   if (!e) return;
   wt_cident_t **q = list;
   while (*q && *q != e) q = &(*q)->cnext;
   if (!*q) return; /* someone else's */
   *q = e->cnext;
-  *pp = e->next;
-  t->n--;
+  vcg_htab_remove(&ep->cids, &e->node);
   free(e);
 }
 
@@ -407,7 +372,9 @@ int vcg__wt_ep_init(wt_endpoint_t *ep, const vcg_host_api_t *host, vcg_worker_t 
   ep->reset_secret = reset_secret;
   ep->cb = *cb;
   ep->accepting = 1;
-  return cidtab_init(&ep->cids);
+  uint64_t seed;
+  if (gnutls_rnd(GNUTLS_RND_NONCE, &seed, sizeof(seed)) != 0) return VCG_EIO;
+  return vcg_htab_init(&ep->cids, 64, seed);
 }
 
 int vcg__wt_ep_start(wt_endpoint_t *ep, const char *listen) {
@@ -463,6 +430,6 @@ void vcg__wt_ep_stop(wt_endpoint_t *ep, void (*stopped)(void *ud), void *ud) {
       uv_close((uv_handle_t *)&ep->lis[i].udp, on_udp_closed);
     }
   }
-  cidtab_free(&ep->cids);
+  vcg_htab_free(&ep->cids);
   vcg__wt_ep_handle_closed(ep);
 }

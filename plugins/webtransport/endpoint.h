@@ -24,6 +24,7 @@
 #include <ngtcp2/ngtcp2.h>
 #include <vcgate/plugin.h>
 
+#include "htab.h"
 #include "udp_send.h"
 
 #define WT_MAX_LISTENERS 4
@@ -55,19 +56,13 @@ typedef struct wt_listener {
   size_t nsending;               /* async sends in flight (EAGAIN path) */
 } wt_listener_t;
 
-/* One registered connection ID. */
+/* One registered connection ID, a node of the endpoint's table. */
 typedef struct wt_cident {
-  struct wt_cident *next;        /* hash chain */
+  vcg_hnode_t node;              /* in ep->cids */
   struct wt_cident *cnext;       /* the owner's list */
   ngtcp2_cid cid;
   void *owner;                   /* borrowed: what cb.packet receives */
 } wt_cident_t;
-
-typedef struct wt_cidtab {
-  wt_cident_t **b;
-  size_t nb, n;
-  uint64_t seed;                 /* random: client-chosen CIDs hash evenly */
-} wt_cidtab_t;
 
 /* The calls up, filled by the layer above. */
 typedef struct wt_endpoint_cb {
@@ -103,7 +98,7 @@ struct wt_endpoint {
   wt_endpoint_cb_t cb;
   wt_listener_t lis[WT_MAX_LISTENERS];
   size_t nlis;
-  wt_cidtab_t cids;
+  vcg_htab_t cids;               /* wt_cident_t by CID; randomly seeded */
   int accepting;                 /* 0 once draining: no new connections */
   /* Loop handles whose close callback is still due, the endpoint's and the
    * connections' (vcg__wt_ep_handle_*): when the last one of a stopping
