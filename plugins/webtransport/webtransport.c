@@ -15,9 +15,13 @@
  * with the pure helpers h3.c (framing), qpack.c (header blocks), tls.c
  * (credentials), addr.c and udp_send.c.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include <gnutls/crypto.h>
 
@@ -73,6 +77,41 @@ static const vcg_option_t wt_options[] = {
   VCG_OPTION_END,
 };
 
+/* cert_hash_file is written at start through a temporary file in the
+ * same directory and a rename: the directory must exist and be writable
+ * (for the effective user), and the path must not be a directory.
+ * Checked here so that `vcgate -t` catches it. */
+static int check_hash_file(const char *path, char *err, size_t errlen) {
+  char dir[4096];
+  struct stat st;
+  const char *slash = strrchr(path, '/');
+  if (!*path || strlen(path) + 5 >= sizeof(dir)) {
+    snprintf(err, errlen, "cert_hash_file: \"%.200s\" is not a usable file name", path);
+    return VCG_EINVAL;
+  }
+  if (!slash) snprintf(dir, sizeof(dir), ".");
+  else if (slash == path) snprintf(dir, sizeof(dir), "/");
+  else snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+  if (stat(dir, &st) != 0) {
+    snprintf(err, errlen, "cert_hash_file: directory %.200s: %s", dir, vcg_strerror(-errno));
+    return VCG_EINVAL;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "cert_hash_file: %.200s is not a directory", dir);
+    return VCG_EINVAL;
+  }
+  if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0) {
+    snprintf(err, errlen, "cert_hash_file: directory %.200s is not writable: %s", dir,
+             vcg_strerror(-errno));
+    return VCG_EINVAL;
+  }
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "cert_hash_file: %.200s is a directory", path);
+    return VCG_EINVAL;
+  }
+  return 0;
+}
+
 static int wt_configure(const void *vconf, char *err, size_t errlen) {
   const vcg_wt_conf_t *conf = vconf;
   const char *p = conf->listen;
@@ -118,20 +157,33 @@ static int wt_configure(const void *vconf, char *err, size_t errlen) {
       return VCG_EINVAL;
     }
   }
+  if (conf->cert_hash_file && check_hash_file(conf->cert_hash_file, err, errlen) != 0)
+    return VCG_EINVAL;
   return 0;
 }
 
-static int write_hash_file(const char *path, const char *hex) {
+/* Write hex and a newline to path through path.tmp and a rename, so a
+ * reader never sees a half-written hash.  0 or a negative errno; why gets
+ * the failing step. */
+static int write_hash_file(const char *path, const char *hex, char *why, size_t whylen) {
   char tmp[4200];
-  if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) return VCG_EINVAL;
+  if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+    snprintf(why, whylen, "path too long");
+    return VCG_EINVAL;
+  }
   FILE *f = fopen(tmp, "w");
-  if (!f) return VCG_EACCES;
+  if (!f) {
+    int rc = -errno;
+    snprintf(why, whylen, "cannot create %.300s: %s", tmp, vcg_strerror(rc));
+    return rc;
+  }
   int ok = fprintf(f, "%s\n", hex) > 0;
   ok = (fclose(f) == 0) && ok;
-  /* rename: a reader never sees a half-written hash */
   if (!ok || rename(tmp, path) != 0) {
+    int rc = errno ? -errno : VCG_EIO;
+    snprintf(why, whylen, "cannot write %.300s: %s", ok ? path : tmp, vcg_strerror(rc));
     remove(tmp);
-    return VCG_EACCES;
+    return rc;
   }
   return 0;
 }
@@ -139,22 +191,30 @@ static int write_hash_file(const char *path, const char *hex) {
 static int wt_init(const vcg_host_api_t *host, const void *vconf,
                    vcg_plugin_state_t **out) {
   const vcg_wt_conf_t *conf = vconf;
-  char err[256];
+  char err[512];
+  int rc;
   vcg_plugin_state_t *st = calloc(1, sizeof(*st));
   if (!st) return VCG_ENOMEM;
   st->host = host;
   /* One certificate and one reset secret for the whole process: every
    * worker must present the same certificate (its hash is pinned by
    * pages) and answer stateless resets for its siblings' connections. */
-  if (gnutls_rnd(GNUTLS_RND_KEY, st->reset_secret, sizeof(st->reset_secret)) != 0 ||
-      vcg__wt_tls_init(&st->tls, conf->tls_cert, conf->tls_key, err, sizeof(err)) != 0) {
+  if (gnutls_rnd(GNUTLS_RND_KEY, st->reset_secret, sizeof(st->reset_secret)) != 0) {
+    host->log(NULL, NULL, VCG_LOG_ERROR, "no random bytes for the stateless reset secret");
     free(st);
-    return VCG_EINVAL;
+    return VCG_EIO;
   }
-  if (conf->cert_hash_file && write_hash_file(conf->cert_hash_file, st->tls.hash_hex) != 0) {
+  if ((rc = vcg__wt_tls_init(&st->tls, conf->tls_cert, conf->tls_key, err, sizeof(err))) != 0) {
+    host->log(NULL, NULL, VCG_LOG_ERROR, "TLS: %s", err);
+    free(st);
+    return rc;
+  }
+  if (conf->cert_hash_file &&
+      (rc = write_hash_file(conf->cert_hash_file, st->tls.hash_hex, err, sizeof(err))) != 0) {
+    host->log(NULL, NULL, VCG_LOG_ERROR, "cert_hash_file: %s", err);
     vcg__wt_tls_free(&st->tls);
     free(st);
-    return VCG_EACCES;
+    return rc;
   }
   *out = st;
   return 0;
