@@ -8,38 +8,79 @@
 
 #include "conn.h"
 
+/* The stream error of a reset that sheds a stale packet: WebTransport
+ * application error 0 in HTTP/3's mapped range (draft-ietf-webtrans-http3:
+ * 0x52e4a40fa8db + code + code / 0x1e). */
+#define WT_SHED_ERROR 0x52e4a40fa8dbull
+
 /* Blocked on stream flow control during this flush (see conn_flush). */
 static int os_blocked(const wt_conn_t *c, const wt_ostream_t *os) {
   return os->blocked_gen == c->flush_gen;
 }
 
+/* Whether packet record os is past its deadline before any of it went on
+ * the wire (no stream byte sent; a datagram is written whole or not). */
+static int os_stale(const wt_ostream_t *os, uint64_t now_ms) {
+  return os->pkt && os->sent == 0 && now_ms > os->deadline;
+}
+
+/* Hand a stale packet to the session layer (which gives it to the host)
+ * and end its record: freed at once when no stream carries it yet,
+ * else the stream is reset and ngtcp2 frees the record as it closes it. */
+static void shed(wt_conn_t *c, wt_ostream_t *os) {
+  c->set->cb->shed(c, os);
+  if (os->id < 0) {
+    vcg__wt_os_free(&c->out, os);
+    return;
+  }
+  vcg__wt_oq_remove(&c->out, os);
+  os->sent = os->total;
+  os->fin_sent = 1;
+  ngtcp2_conn_shutdown_stream_write(c->qc, os->id, WT_SHED_ERROR);
+}
+
 /* The next record with bytes to write, or NULL.  Prioritised streams come
  * first; the packet queue is served in order and stops at a record whose
- * stream is not opened yet (streams cannot be opened mid-packet). */
-static wt_ostream_t *pick(wt_conn_t *c, int *stopped) {
+ * stream is not opened yet (streams cannot be opened mid-packet).  Packets
+ * past their deadline are shed on the way, never written late. */
+static wt_ostream_t *pick(wt_conn_t *c, uint64_t now_ms, int *stopped) {
   wt_outq_t *q = &c->out;
   *stopped = 0;
   for (int i = 0; i < WT_PRIO_N; i++) {
     wt_ostream_t *os = q->prio[i];
     if (os && os->id >= 0 && !os_blocked(c, os) && vcg__wt_os_pending(os)) return os;
   }
-  for (wt_ostream_t *os = q->head; os; os = os->onext) {
+  wt_ostream_t *nx;
+  for (wt_ostream_t *os = q->head; os; os = nx) {
+    nx = os->onext;
     if (os->id == WT_ID_UNOPENED) {
       *stopped = 1;
       return NULL;
     }
     if (os_blocked(c, os) || !vcg__wt_os_pending(os)) continue;
+    if (os_stale(os, now_ms)) {
+      shed(c, os);
+      continue;
+    }
     return os;
   }
   return NULL;
 }
 
-/* Open streams for queued packets, a batch ahead of the writer. */
+/* Open streams for queued packets, a batch ahead of the writer; a packet
+ * already past its deadline is shed instead of getting a stream. */
 static int open_streams(wt_conn_t *c) {
   wt_outq_t *q = &c->out;
-  for (wt_ostream_t *os = q->head; os; os = os->onext) {
+  uint64_t now_ms = uv_now(c->set->loop);
+  wt_ostream_t *nx;
+  for (wt_ostream_t *os = q->head; os; os = nx) {
+    nx = os->onext;
     if (os->id != WT_ID_UNOPENED) continue;
     if (q->opened >= WT_STREAM_BATCH) break;
+    if (os_stale(os, now_ms)) {
+      shed(c, os);
+      continue;
+    }
     int64_t id;
     int rv = ngtcp2_conn_open_uni_stream(c->qc, &id, os);
     if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) break; /* wait for credit */
@@ -84,6 +125,7 @@ static int write_loop(wt_conn_t *c) {
   ngtcp2_pkt_info pi;
   ngtcp2_vec vec[8];
   uint64_t ts = vcg__wt_now();
+  uint64_t now_ms = uv_now(c->set->loop);
   size_t maxudp = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->qc);
   if (maxudp > WT_MAX_PKTLEN) maxudp = WT_MAX_PKTLEN;
   size_t quantum = ngtcp2_conn_get_send_quantum(c->qc) / maxudp;
@@ -98,7 +140,7 @@ static int write_loop(wt_conn_t *c) {
   memset(&pi, 0, sizeof(pi));
   for (;;) {
     int stopped;
-    wt_ostream_t *os = pick(c, &stopped);
+    wt_ostream_t *os = pick(c, now_ms, &stopped);
     ngtcp2_ssize nwrite;
     /* Stays put while ngtcp2 builds one packet over several calls
      * (WRITE_MORE): the run only moves when a packet is complete. */

@@ -302,7 +302,7 @@ int vcg__wt_session_send(wt_conn_t *c, vcg_packet_t *p) {
   }
   os->hdrlen = (size_t)(h - os->hdr);
   /* The reference is the record's from here on. */
-  vcg__wt_os_set_packet(q, os, p, data, len, UINT64_MAX);
+  vcg__wt_os_set_packet(q, os, p, data, len, host->packet_deadline(p));
   vcg__wt_oq_push(q, os);
   vcg__wt_conn_mark(c);
   return 0;

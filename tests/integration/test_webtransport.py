@@ -97,6 +97,11 @@ def test_wt_garbage_udp_does_not_disturb_sessions():
 
 
 @h.timeout(120)
+def test_wt_stale_video_shed_at_write_audio_and_keys_kept():
+    _scenario("shed")
+
+
+@h.timeout(120)
 def test_wt_two_workers_share_certificate_and_room():
     _scenario("workers")
 
