@@ -341,6 +341,16 @@ int main(int argc, char **argv) {
               cfg.jwt_keys.n, cfg.jwt_keys.n == 1 ? "" : "s", cfg.jwt_keys_from, cfg.core.jwt_issuer,
               cfg.core.require_token ? ", legacy /lobby/{user}/{room} refused (require_token)" : "");
 
+  /* Signals are caught before any worker starts: a worker logs "listening"
+   * as soon as its listener is bound, and a SIGTERM right after that must
+   * drain, not kill (libuv queues it until the main loop runs). */
+  uv_signal_init(&m.loop, &m.sigterm);
+  uv_signal_init(&m.loop, &m.sigint);
+  uv_signal_init(&m.loop, &m.sighup);
+  m.sigterm.data = m.sigint.data = m.sighup.data = &m;
+  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&m.sigint, on_signal, SIGINT);
+  uv_signal_start(&m.sighup, on_signal, SIGHUP);
   size_t ninit = 0;
   for (; ninit < cfg.ntransports && rc == 0; ninit++) rc = init_plugin(&m, &cfg.transports[ninit]);
   if (rc == 0 && cfg.bus.loaded) rc = init_plugin(&m, &cfg.bus);
@@ -358,13 +368,6 @@ int main(int argc, char **argv) {
     rc = m.proc.workers[i].start_rc;
   }
   m.proc.nworkers = spawned;
-  uv_signal_init(&m.loop, &m.sigterm);
-  uv_signal_init(&m.loop, &m.sigint);
-  uv_signal_init(&m.loop, &m.sighup);
-  m.sigterm.data = m.sigint.data = m.sighup.data = &m;
-  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&m.sigint, on_signal, SIGINT);
-  uv_signal_start(&m.sighup, on_signal, SIGHUP);
   if (rc != 0) {
     vcg__logf(&m.log, VCG_LOG_ERROR, "core", 0, "start failed; stopping");
     m.draining = 1;

@@ -279,13 +279,10 @@ static void ws_flush_cb(uv_check_t *h) {
   size_t i;
 
   if (ws_flush_should_wait(inst)) {
-    if (inst->deferred++ == 0)
-      uv_idle_start(&inst->nowait, ws_nowait_cb);
+    inst->deferred++; /* nowait stays active: the next poll does not block */
     inst->nreaders = 0; /* the next turn's readers decide again */
     return;
   }
-  if (inst->deferred > 0)
-    uv_idle_stop(&inst->nowait);
   inst->deferred = 0;
   inst->nreaders = 0;
 
@@ -313,6 +310,7 @@ static void ws_flush_cb(uv_check_t *h) {
   }
   inst->ndirty = 0;
   uv_check_stop(&inst->flush);
+  uv_idle_stop(&inst->nowait);
   inst->flush_active = 0;
 }
 
@@ -339,7 +337,11 @@ static void ws_mark_dirty(vcg_instance_t *inst, ws_conn_t *c) {
   c->dirty_idx = (int32_t)inst->ndirty;
   inst->dirty[inst->ndirty++] = c;
   if (!inst->flush_active) {
+    /* The check handle runs after the poll, which would block when the
+     * packets were queued outside of it (a timer: presence's LEFT, say):
+     * an active idle handle makes that poll return at once. */
     uv_check_start(&inst->flush, ws_flush_cb);
+    uv_idle_start(&inst->nowait, ws_nowait_cb);
     inst->flush_active = 1;
   }
 }
