@@ -658,7 +658,72 @@ async def scenario_workers():
         gw.stop()
 
 
+def lobby_cases(secret, issuer="videocall-meeting-backend"):
+    """(target, status) pairs every transport must answer alike: good and
+    bad legacy URLs and room tokens (minted with Python's jwt)."""
+    import time
+    import jwt  # Debian python3-jwt
+
+    def tok(ttl=3600, key=secret, **kw):
+        c = {"sub": "tina", "room": "tokroom", "room_join": True, "iss": issuer,
+             "exp": int(time.time()) + ttl}
+        c.update(kw)
+        return "/lobby?token=" + jwt.encode(c, key, algorithm="HS256")
+    return [
+        ("/lobby/alice/standup", 200),
+        ("/lobby/bob%20smith/daily%20standup", 200),
+        ("/lobby/carol+1@x.org/r-1", 200),
+        (tok(), 200),
+        (tok(room_join=False, observer=True, sub="otto"), 200),
+        ("/", 404), ("/nope", 404), ("/lobbyx/a/b", 404),
+        ("/lobby", 400), ("/lobby/", 400), ("/lobby/onlyuser", 400), ("/lobby//r", 400),
+        ("/lobby/u/", 400), ("/lobby/u/r/extra", 400), ("/lobby/u/bad.room", 400),
+        ("/lobby/a%2Fb/r", 400), ("/lobby/%zz/r", 400), ("/lobby?token=", 400),
+        ("/lobby?x=1", 400),
+        ("/lobby/system-%26%5E%25%24%23%40%21/r", 403),
+        (tok(ttl=-7200), 401), (tok(key="wrong-secret"), 403), (tok(iss="mallory"), 403),
+        (tok(room="bad.room"), 403), (tok(room_join=False), 403), ("/lobby?token=not.a.jwt", 403),
+    ]
+
+
+async def scenario_lobby_table():
+    """The same list of lobby URLs, good and bad, legacy and tokens, gets
+    the same answer over WebSocket (upgrade status) and WebTransport
+    (CONNECT status): the core owns the grammar."""
+    secret = "table-secret"
+    gw = Gateway(core={"jwt_secret": secret})
+    br = Browser(os.path.join(gw.dir, "browser.log"))
+    try:
+        await br.start()
+        cases = lobby_cases(secret)
+        wrong = []
+        for i, (target, want) in enumerate(cases):
+            if i and i % 8 == 0:
+                await br.call("reload")
+            ws = await h.connect_status(gw.ws_port, target)
+            ws = 200 if ws == 101 else ws
+            before = gw.srv.log().count("CONNECT refused: ")
+            r = await br.call("wtOpen", "t%d" % i, "https://127.0.0.1:%d%s" % (gw.wt_port, target),
+                              gw.hash)
+            if r.get("ok"):
+                wt = 200
+                await br.call("wtClose", "t%d" % i, 1000, "bye")
+            else:
+                h.wait_until(lambda: gw.srv.log().count("CONNECT refused: ") > before, 5)
+                lines = [l for l in gw.srv.log().splitlines() if "CONNECT refused: " in l]
+                wt = int(lines[-1].split("CONNECT refused: ")[1].split()[0]) if len(lines) > before else 0
+            if not (ws == wt == want):
+                wrong.append("%s: websocket %s, webtransport %s, want %s" % (target[:60], ws, wt, want))
+        if wrong:
+            raise h.TestFailure("answers differ:\n" + "\n".join(wrong))
+        print("lobby table: %d URLs answered alike on both transports" % len(cases))
+    finally:
+        await br.close()
+        gw.stop()
+
+
 SCENARIOS = {
+    "lobby_table": scenario_lobby_table,
     "relay": scenario_relay,
     "big": scenario_big,
     "close": scenario_close,
