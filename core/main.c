@@ -9,6 +9,7 @@
 #include <string.h>
 #include "conf.h"
 #include "core.h"
+#include "notify.h"
 
 
 
@@ -109,6 +110,14 @@ static int print_plugin(const char *name, const char *const *dirs) {
   return 0;
 }
 
+/* A failed notification is worth a warning, not a stop: systemd then
+ * times the start or stop out and says so itself. */
+static void notified(vcg__log_t *log, const char *what, int rc) {
+  if (rc != 0)
+    vcg__logf(log, VCG_LOG_WARN, "core", 0, "systemd notify %s to $NOTIFY_SOCKET failed: %s", what,
+              strerror(-rc));
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   vcg__main_t *m = h->data;
   if (signum == SIGHUP) {
@@ -123,6 +132,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   }
   m->draining = 1;
   vcg__logf(&m->log, VCG_LOG_INFO, "core", 0, "%s: draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  notified(&m->log, "STOPPING", vcg__notify_stopping());
   for (unsigned i = 0; i < m->proc.nworkers; i++) vcg__worker_request_drain(&m->proc.workers[i]);
 }
 
@@ -346,6 +356,7 @@ int main(int argc, char **argv) {
     for (unsigned i = 0; i < spawned; i++) vcg__worker_request_stop(&m.proc.workers[i]);
   } else {
     vcg__logf(&m.log, VCG_LOG_INFO, "core", 0, "ready");
+    notified(&m.log, "READY", vcg__notify_ready());
   }
   if (spawned) uv_run(&m.loop, UV_RUN_DEFAULT);
   for (unsigned i = 0; i < spawned; i++) vcg__worker_join(&m.proc.workers[i]);
