@@ -335,6 +335,16 @@ int main(int argc, char **argv) {
     m.proc.nworkers = nw;
     if (!m.proc.workers) rc = VCG_ENOMEM;
   }
+  /* Before the first listener opens: a SIGTERM that arrives as soon as a
+   * client can connect must drain, not kill the process by the default
+   * action.  The main loop runs the callbacks once every worker started. */
+  uv_signal_init(&m.loop, &m.sigterm);
+  uv_signal_init(&m.loop, &m.sigint);
+  uv_signal_init(&m.loop, &m.sighup);
+  m.sigterm.data = m.sigint.data = m.sighup.data = &m;
+  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&m.sigint, on_signal, SIGINT);
+  uv_signal_start(&m.sighup, on_signal, SIGHUP);
   for (unsigned i = 0; rc == 0 && i < nw; i++) {
     if ((rc = vcg__worker_init(&m.proc.workers[i], &m.proc, i)) != 0) break;
     if ((rc = vcg__worker_spawn(&m.proc.workers[i])) != 0) break;
@@ -343,13 +353,6 @@ int main(int argc, char **argv) {
     rc = m.proc.workers[i].start_rc;
   }
   m.proc.nworkers = spawned;
-  uv_signal_init(&m.loop, &m.sigterm);
-  uv_signal_init(&m.loop, &m.sigint);
-  uv_signal_init(&m.loop, &m.sighup);
-  m.sigterm.data = m.sigint.data = m.sighup.data = &m;
-  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&m.sigint, on_signal, SIGINT);
-  uv_signal_start(&m.sighup, on_signal, SIGHUP);
   if (rc != 0) {
     vcg__logf(&m.log, VCG_LOG_ERROR, "core", 0, "start failed; stopping");
     m.draining = 1;
