@@ -9,6 +9,7 @@
 #include <string.h>
 #include "conf.h"
 #include "core.h"
+#include "notify.h"
 #include "tokencmd.h"
 #include "worker.h"
 
@@ -114,6 +115,14 @@ static int print_plugin(const char *name, const char *const *dirs) {
   return 0;
 }
 
+/* A failed notification is worth a warning, not a stop: systemd then
+ * times the start or stop out and says so itself. */
+static void notified(vcg__log_t *log, const char *what, int rc) {
+  if (rc != 0)
+    vcg__logf(log, VCG_LOG_WARN, "core", 0, "systemd notify %s to $NOTIFY_SOCKET failed: %s", what,
+              strerror(-rc));
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   vcg__main_t *m = h->data;
   if (signum == SIGHUP) {
@@ -128,6 +137,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   }
   m->draining = 1;
   vcg__logf(&m->log, VCG_LOG_INFO, "core", 0, "%s: draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  notified(&m->log, "STOPPING", vcg__notify_stopping());
   for (unsigned i = 0; i < m->proc.nworkers; i++) vcg__worker_request_drain(&m->proc.workers[i]);
 }
 
@@ -341,16 +351,6 @@ int main(int argc, char **argv) {
               cfg.jwt_keys.n, cfg.jwt_keys.n == 1 ? "" : "s", cfg.jwt_keys_from, cfg.core.jwt_issuer,
               cfg.core.require_token ? ", legacy /lobby/{user}/{room} refused (require_token)" : "");
 
-  /* Signals are caught before any worker starts: a worker logs "listening"
-   * as soon as its listener is bound, and a SIGTERM right after that must
-   * drain, not kill (libuv queues it until the main loop runs). */
-  uv_signal_init(&m.loop, &m.sigterm);
-  uv_signal_init(&m.loop, &m.sigint);
-  uv_signal_init(&m.loop, &m.sighup);
-  m.sigterm.data = m.sigint.data = m.sighup.data = &m;
-  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&m.sigint, on_signal, SIGINT);
-  uv_signal_start(&m.sighup, on_signal, SIGHUP);
   size_t ninit = 0;
   for (; ninit < cfg.ntransports && rc == 0; ninit++) rc = init_plugin(&m, &cfg.transports[ninit]);
   if (rc == 0 && cfg.bus.loaded) rc = init_plugin(&m, &cfg.bus);
@@ -360,6 +360,16 @@ int main(int argc, char **argv) {
     m.proc.nworkers = nw;
     if (!m.proc.workers) rc = VCG_ENOMEM;
   }
+  /* Before the first listener opens: a SIGTERM that arrives as soon as a
+   * client can connect must drain, not kill the process by the default
+   * action.  The main loop runs the callbacks once every worker started. */
+  uv_signal_init(&m.loop, &m.sigterm);
+  uv_signal_init(&m.loop, &m.sigint);
+  uv_signal_init(&m.loop, &m.sighup);
+  m.sigterm.data = m.sigint.data = m.sighup.data = &m;
+  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&m.sigint, on_signal, SIGINT);
+  uv_signal_start(&m.sighup, on_signal, SIGHUP);
   for (unsigned i = 0; rc == 0 && i < nw; i++) {
     if ((rc = vcg__worker_init(&m.proc.workers[i], &m.proc, i)) != 0) break;
     if ((rc = vcg__worker_spawn(&m.proc.workers[i])) != 0) break;
@@ -374,6 +384,7 @@ int main(int argc, char **argv) {
     for (unsigned i = 0; i < spawned; i++) vcg__worker_request_stop(&m.proc.workers[i]);
   } else {
     vcg__logf(&m.log, VCG_LOG_INFO, "core", 0, "ready");
+    notified(&m.log, "READY", vcg__notify_ready());
   }
   if (spawned) uv_run(&m.loop, UV_RUN_DEFAULT);
   for (unsigned i = 0; i < spawned; i++) vcg__worker_join(&m.proc.workers[i]);
