@@ -57,6 +57,11 @@ to_mdoc() {
     next
   }
   /^# / { next }                       # the plugin file: build-tree specific
+  # A nested group ("  admin = {" ... "  };"): its options are group.name.
+  /^[ \t]+[A-Za-z_][A-Za-z0-9_]* = \{ *$/ {
+    g = $0; sub(/^[ \t]+/, "", g); sub(/ = \{ *$/, "", g); prefix = prefix g "."; next
+  }
+  /^[ \t]+\}; *$/ { sub(/[A-Za-z0-9_]*\.$/, "", prefix); next }
   /^[ \t]+[A-Za-z_][A-Za-z0-9_.]* = / {
     s = $0; sub(/^[ \t]+/, "", s)
     name = s; sub(/ = .*/, "", name)
@@ -76,7 +81,7 @@ to_mdoc() {
     t = type_of(value)
     if (t == "") { bad = bad "\n  " $0; next }
     n++
-    names[n] = name; values[n] = value; docs[n] = doc; types[n] = t
+    names[n] = prefix name; values[n] = value; docs[n] = doc; types[n] = t
     ranges[n] = range; unsets[n] = unset; restarts[n] = restart
     next
   }

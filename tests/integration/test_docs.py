@@ -51,7 +51,7 @@ def binary_table(section):
     assert cp.returncode == 0, (section, cp.returncode, cp.stderr)
     opts = {}
     for line in cp.stdout.splitlines():
-        m = re.match(r"\s+([a-z_0-9]+) = (.*?);\s+#", line)
+        m = re.match(r"  ([a-z_0-9]+) = (.*?);\s+#", line)
         if m and m.group(1) != "plugin":
             opts[m.group(1)] = m.group(2)
     assert opts, (section, cp.stdout)

@@ -50,11 +50,20 @@ def _options(section):
     cp = H.run_vcgate(["-P", section])
     assert cp.returncode == 0, (section, cp.stderr)
     out = []
+    prefix = []  # nested groups ("  admin = {"): their options are admin.NAME
     for line in cp.stdout.splitlines():
+        g = re.match(r"\s+([A-Za-z_][A-Za-z0-9_]*) = \{\s*$", line)
+        if g:
+            prefix.append(g.group(1))
+            continue
+        if re.match(r"\s+\};\s*$", line) and prefix:
+            prefix.pop()
+            continue
         m = re.match(r"\s+([A-Za-z_][A-Za-z0-9_.]*) = (.*?);\s+#(.*)$", line)
         if m:
+            name = ".".join(prefix + [m.group(1)])
             r = re.search(r"\[(-?\d+)\.\.(-?\d+)\]", m.group(3))
-            out.append((m.group(1), m.group(2), r and r.group(1), r and r.group(2),
+            out.append((name, m.group(2), r and r.group(1), r and r.group(2),
                         "(unset)" in m.group(3), "(restart)" in m.group(3)))
     return out
 
