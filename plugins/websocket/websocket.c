@@ -36,6 +36,14 @@ static const vcg_option_t ws_options[] = {
                  65536, "bytes libwebsockets allocates per connection to "
                  "receive into (and reads per recv()): lower saves memory "
                  "on idle connections, higher reads more per system call"),
+  /* A socket costs a slot of core.max_connections_per_ip and
+   * core.max_connections from accept on; this bounds how long one that
+   * never upgrades (slowloris, a port scanner, a plain HTTP client that
+   * keeps its connection) can hold it. */
+  VCG_OPTION_INT(ws_conf_t, upgrade_timeout, "upgrade_timeout", 10000, 1000,
+                 600000, "ms from accept until the WebSocket upgrade must be "
+                 "complete (and a plain HTTP request answered); later, "
+                 "the connection is closed"),
   VCG_OPTION_INT(ws_conf_t, lws_log_level, "lws_log_level", 1, 0, 3,
                  "libwebsockets' own logs: 0 errors, 1 +warnings, "
                  "2 +notices, 3 +info"),

@@ -167,6 +167,7 @@ int vcg__ws_http_upgrade(vcg_instance_t *inst, struct lws *wsi,
   info.target = target;
   info.peer = &c->peer.sa;
   info.conn = c;
+  info.flags = c->has_slot ? VCG_SESSION_ADMITTED : 0;
   msg[0] = '\0';
   /* The host calls vcg__ws_conn_send() for c from inside session_open();
    * c queues and writes after ESTABLISHED. */

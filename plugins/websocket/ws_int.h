@@ -69,8 +69,6 @@
 #define WS_WRITE_CLOSE ((enum lws_write_protocol)4)
 /* How long a client has to echo our close frame. */
 #define WS_CLOSE_ACK_SECS 3
-/* How long an accepted socket may take to send its request line. */
-#define WS_REQUEST_LINE_TIMEOUT_MS 10000
 
 /* ------------------------------------------------------------- config */
 
@@ -83,6 +81,7 @@ typedef struct ws_conf {
   int64_t max_header_size; /* bytes */
   int64_t lws_log_level;   /* 0 err, 1 +warn, 2 +notice, 3 +info */
   int64_t rx_buffer_size;  /* bytes */
+  int64_t upgrade_timeout; /* ms from accept to a completed upgrade */
 } ws_conf_t;
 
 /* Whole seconds for lws's second-granular policies, rounded up. */
@@ -176,6 +175,8 @@ struct ws_conn {
   uint64_t deadline;           /* loop ms by which the upgrade must be done */
   ws_conn_t *uprev, *unext;    /* in inst->up_head while not upgraded */
   unsigned in_up : 1;
+  unsigned has_slot : 1;       /* holds a host->conn_admit() slot */
+  unsigned slot_counted : 1;   /* conn_admit()'s value, for conn_release() */
 
   int32_t dirty_idx;           /* slot in inst->dirty, -1 when absent */
   uint32_t alive_sec;          /* loop second of the last validity report */
@@ -224,6 +225,8 @@ void vcg__ws_listen_close(vcg_instance_t *inst);
 void vcg__ws_listen_stop(vcg_instance_t *inst);
 /* c is upgraded or gone: no upgrade deadline any more. */
 void vcg__ws_upgrade_done(ws_conn_t *c);
+/* c is gone: give back its host->conn_admit() slot (once). */
+void vcg__ws_slot_release(ws_conn_t *c);
 
 /* ---------------------------------------------------- ws_http.c */
 

@@ -114,6 +114,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     if (c == NULL || c->s == NULL)
       return -1; /* an upgrade we did not accept: cannot happen */
     c->established = 1;
+    vcg__ws_upgrade_done(c);
     /* Packets queued from inside session_open(), or a close() that came
      * before the 101, are written now. */
     if (c->closing || c->qlen > 0)

@@ -80,6 +80,7 @@ void vcg__ws_conn_free(ws_conn_t *c) {
   vcg_instance_t *inst = c->inst;
 
   vcg__ws_upgrade_done(c);
+  vcg__ws_slot_release(c);
   ws_queue_drop_all(c);
   if (c->dirty_idx >= 0)
     inst->dirty[c->dirty_idx] = NULL;
