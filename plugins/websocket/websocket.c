@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ws_int.h"
@@ -44,6 +45,9 @@ static const vcg_option_t ws_options[] = {
                  600000, "ms from accept until the WebSocket upgrade must be "
                  "complete (and a plain HTTP request answered); later, "
                  "the connection is closed"),
+  VCG_OPTION_STRING(ws_conf_t, webroot, "webroot", VCG_WS_WEBROOT,
+                    "folder of static files served at / to plain GET and "
+                    "HEAD requests (\"\" serves none)"),
   VCG_OPTION_INT(ws_conf_t, lws_log_level, "lws_log_level", 1, 0, 3,
                  "libwebsockets' own logs: 0 errors, 1 +warnings, "
                  "2 +notices, 3 +info"),
@@ -85,13 +89,29 @@ static int ws_configure(const void *vconf, char *err, size_t errlen) {
              strerror(errno));
     return VCG_EINVAL;
   }
+  /* A webroot that is something else than a folder is a mistake; one that
+   * does not exist (yet) is a warning at start (ws_init()): the page may be
+   * installed later, and until then / is a 404. */
+  if (c->webroot && c->webroot[0]) {
+    struct stat st;
+
+    if (stat(c->webroot, &st) == 0 && !S_ISDIR(st.st_mode)) {
+      snprintf(err, errlen, "webroot: %s is not a directory", c->webroot);
+      return VCG_EINVAL;
+    }
+  }
   return 0;
 }
 
 static int ws_init(const vcg_host_api_t *host, const void *vconf,
                    vcg_plugin_state_t **state) {
-  (void)host;
-  vcg__ws_log_init(vconf);
+  const ws_conf_t *c = vconf;
+  struct stat st;
+
+  vcg__ws_log_init(c);
+  if (c->webroot && c->webroot[0] && stat(c->webroot, &st) != 0)
+    host->log(NULL, NULL, VCG_LOG_WARN, "webroot %s: %s; / serves nothing "
+              "until it exists", c->webroot, strerror(errno));
   *state = NULL;
   return 0;
 }

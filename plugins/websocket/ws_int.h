@@ -8,6 +8,7 @@
  *                lws's log sink, and the teardown reaper of stop()
  *   ws_http.c    what a request gets: the upgrade judgement (the host's
  *                lobby), /.well-known/vcgate, small HTTP replies
+ *   ws_files.c   static files under webroot
  *   ws_in.c      inbound messages: reassembly, size limits, delivery
  *   ws_out.c     one connection's state, its output queue, framing and the
  *                end-of-turn flush, and its close handshake
@@ -82,7 +83,11 @@ typedef struct ws_conf {
   int64_t lws_log_level;   /* 0 err, 1 +warn, 2 +notice, 3 +info */
   int64_t rx_buffer_size;  /* bytes */
   int64_t upgrade_timeout; /* ms from accept to a completed upgrade */
+  char *webroot;           /* static files; NULL or "" serves none */
 } ws_conf_t;
+
+/* The request methods the routes tell apart. */
+enum { WS_METHOD_GET, WS_METHOD_HEAD, WS_METHOD_OTHER };
 
 /* Whole seconds for lws's second-granular policies, rounded up. */
 unsigned vcg__ws_secs(int64_t ms);
@@ -225,6 +230,9 @@ void vcg__ws_listen_close(vcg_instance_t *inst);
 void vcg__ws_listen_stop(vcg_instance_t *inst);
 /* c is upgraded or gone: no upgrade deadline any more. */
 void vcg__ws_upgrade_done(ws_conn_t *c);
+/* c answered a plain request and stays open for another: a new
+ * upgrade_timeout from now. */
+void vcg__ws_upgrade_restart(ws_conn_t *c);
 /* c is gone: give back its host->conn_admit() slot (once). */
 void vcg__ws_slot_release(ws_conn_t *c);
 
@@ -238,6 +246,22 @@ int vcg__ws_http_upgrade(vcg_instance_t *inst, struct lws *wsi,
 /* LWS_CALLBACK_HTTP: a plain HTTP request.  Returns 0 to keep going or -1
  * to hang up, as the callback does. */
 int vcg__ws_http_request(vcg_instance_t *inst, struct lws *wsi);
+/* A response is complete (LWS_CALLBACK_HTTP_FILE_COMPLETION too): end the
+ * transaction; returns what the callback returns. */
+int vcg__ws_http_done(vcg_instance_t *inst, struct lws *wsi);
+/* Write a complete small text/plain response that closes the connection,
+ * with `extra` header lines (CRLF-terminated, may be NULL).  Returns 0 or
+ * -1 when the connection must be dropped. */
+int vcg__ws_http_reply(struct lws *wsi, unsigned status, const char *extra,
+                       const char *body);
+
+/* ---------------------------------------------------- ws_files.c */
+
+/* Answer a plain request for path (decoded) from the webroot.  Returns -1
+ * to hang up, 0 when a complete response was written (the caller ends the
+ * transaction), 1 when lws sends a file and ends the transaction itself. */
+int vcg__ws_files_serve(vcg_instance_t *inst, struct lws *wsi,
+                        const char *path, int method);
 
 /* ---------------------------------------------------- ws_in.c */
 

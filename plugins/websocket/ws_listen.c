@@ -92,6 +92,11 @@ static void ws_upgrade_track(ws_conn_t *c, uint64_t timeout_ms) {
     ws_sweep_arm(inst);
 }
 
+void vcg__ws_upgrade_restart(ws_conn_t *c) {
+  vcg__ws_upgrade_done(c);
+  ws_upgrade_track(c, (uint64_t)c->inst->conf->upgrade_timeout);
+}
+
 void vcg__ws_upgrade_done(ws_conn_t *c) {
   vcg_instance_t *inst = c->inst;
 
