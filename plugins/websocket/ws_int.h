@@ -51,7 +51,8 @@
 #define WS_DEFER_MAX_READERS 4
 #define WS_DEFER_MIN_DIRTY 32
 #define WS_DEFER_MAX_TURNS 4
-/* Bytes of framed messages handed to lws (one send()) per callback. */
+/* Bytes of framed messages handed to lws (one send()) per callback, at
+ * most; with notsent_lowat a batch is no larger than it (see ws_out.c). */
 #define WS_BATCH_BYTES (256u * 1024u)
 /* Connections accepted per readiness event of the listen socket. */
 #define WS_ACCEPT_BUDGET 64
@@ -84,6 +85,7 @@ typedef struct ws_conf {
   int64_t rx_buffer_size;  /* bytes */
   int64_t upgrade_timeout; /* ms from accept to a completed upgrade */
   char *webroot;           /* static files; NULL or "" serves none */
+  int64_t notsent_lowat;   /* TCP_NOTSENT_LOWAT bytes, 0 leaves it alone */
 } ws_conf_t;
 
 /* The request methods the routes tell apart. */
@@ -149,6 +151,7 @@ struct vcg_instance {
    * to the largest message sent and is reused. */
   uint8_t *sendbuf;
   size_t sendbuf_cap;
+  size_t batch_max;            /* bytes per batch: WS_BATCH_BYTES or less */
 
   int draining;
   int stopping;

@@ -341,6 +341,11 @@ static void ws_accepted(vcg_instance_t *inst, int fd,
   c->slot_counted = r != 0;
   c->fd = fd;
   (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (inst->conf->notsent_lowat > 0) {
+    int lowat = (int)inst->conf->notsent_lowat;
+
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+  }
   ws_upgrade_track(c, (uint64_t)inst->conf->upgrade_timeout);
   if (inst->tls)
     ws_adopt(c);

@@ -154,3 +154,102 @@ def test_global_limit_counts_pre_upgrade_sockets():
         for s in held:
             s.close()
     srv.stop()
+
+
+# --------------------------------------------------------------- deadlines
+
+def _reader(raw, stall_at, stall_for, until, log):
+    """Read frames off a RawClient, recording (monotonic time, payload) of
+    each binary frame; stop reading for stall_for seconds once stall_at is
+    reached; return at `until`."""
+    stalled = False
+    raw.sock.settimeout(0.05)
+    while time.monotonic() < until:
+        if not stalled and time.monotonic() >= stall_at:
+            stalled = True
+            time.sleep(stall_for)
+        f = raw._parse_frame()
+        if f is not None:
+            if f[0] == 0x2:
+                log.append((time.monotonic(), f[1]))
+            continue
+        try:
+            chunk = raw.sock.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            return
+        raw.buf += chunk
+
+
+@H.timeout(60)
+async def test_stalled_receiver_gets_fresh_video_and_all_audio():
+    """A receiver that stops reading for 2 s while a sender sends video,
+    audio and control, then reads again: past the few bytes the kernel held
+    when it stopped (notsent_lowat, one batch, its own receive buffer), no
+    video it gets is older than max_video_delay; it gets every audio and
+    control packet.  Without shedding at write time it would get the whole
+    two seconds of video, late."""
+    lowat, video_delay = 32768, 150
+    srv = H.start_ws(core={"max_video_delay": video_delay, "max_audio_delay": 5000},
+                     ws_opts={"notsent_lowat": lowat})
+    sender = await Client.connect(srv.port, "cam", "stall")
+    raw = H.RawClient.connect(srv.port, "/lobby/viewer/stall", rcvbuf=8192)
+    assert raw.status == 101, raw.status
+    rcvbuf = raw.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    loop = asyncio.get_event_loop()
+    t0 = time.monotonic()
+    log = []
+    reader = loop.run_in_executor(None, _reader, raw, t0 + 1.0, 2.0, t0 + 5.5, log)
+    sent = {"v": 0, "a": 0, "k": 0}
+    try:
+        # 60 video frames/s of 4 KB (240 KB/s), 50 audio/s of 160 B, 10 key
+        # packets/s, for 4.5 s.
+        tick = 0
+        while time.monotonic() - t0 < 4.5:
+            now_ms = b"%d" % int(time.monotonic() * 1000)
+            if tick % 5 < 3:
+                await sender.send(H.PT_MEDIA, H.encode_media(
+                    H.MT_VIDEO, b"v|%d|%s|" % (sent["v"], now_ms) + b"V" * 4000))
+                sent["v"] += 1
+            if tick % 2 == 0:
+                await sender.send(H.PT_MEDIA, H.encode_media(
+                    H.MT_AUDIO, b"a|%d|%s|" % (sent["a"], now_ms) + b"A" * 140))
+                sent["a"] += 1
+            if tick % 10 == 0:
+                await sender.send(H.PT_AES_KEY, b"k|%d|%s|" % (sent["k"], now_ms))
+                sent["k"] += 1
+            tick += 1
+            await asyncio.sleep(0.01)
+        await reader
+    finally:
+        raw.close()
+        await sender.close()
+    got = {"v": [], "a": [], "k": []}
+    for t, frame in log:
+        p = H.decode_wrapper(frame)
+        if p.from_system:
+            continue
+        body = H.decode_fields(p.data).get(3, b"") if p.packet_type == H.PT_MEDIA else p.data
+        kind, seq, ms = body.split(b"|")[:3]
+        got[kind.decode()].append((int(seq), t * 1000 - int(ms), len(frame)))
+    assert [s for s, _, _ in got["a"]] == list(range(sent["a"])), \
+        "audio: got %d of %d" % (len(got["a"]), sent["a"])
+    assert [s for s, _, _ in got["k"]] == list(range(sent["k"])), \
+        "control: got %d of %d" % (len(got["k"]), sent["k"])
+    # Video older than its deadline (and 100 ms for this process's own
+    # scheduling) may only be what was past the server's queue already.
+    late = [(s, age, n) for s, age, n in got["v"] if age > video_delay + 100]
+    late_bytes = sum(n for _, _, n in late)
+    allowance = 2 * lowat + 2 * rcvbuf + 16384
+    shed = sent["v"] - len(got["v"])
+    print("  # video: %d sent, %d delivered, %d shed; %d late (%d bytes, allowed %d), "
+          "oldest %.0f ms; audio %d/%d, control %d/%d" % (
+              sent["v"], len(got["v"]), shed, len(late), late_bytes, allowance,
+              max((a for _, a, _ in got["v"]), default=0), len(got["a"]), sent["a"],
+              len(got["k"]), sent["k"]))
+    assert late_bytes <= allowance, \
+        "%d bytes of video older than %d ms reached the receiver (allowed %d): %r" % (
+            late_bytes, video_delay + 100, allowance, [(s, int(a)) for s, a, _ in late[:8]])
+    assert shed > 0, "no video was shed during a 2 s stall"
+    srv.stop()
