@@ -9,6 +9,17 @@
  * list in ws_int.h).  lws takes raw writes outside its callbacks and
  * buffers whatever the kernel refuses, then asks for POLLOUT itself; the
  * writeable callback continues from there.
+ *
+ * Deadlines.  Queued video that waited past its deadline is worth less than
+ * nothing to a call, so the packets are checked as they are taken from the
+ * queue to be framed: one past host->packet_deadline() goes to
+ * host->packet_shed() (counted, CONGESTION to its sender) instead of the
+ * socket.  For that to mean anything the bytes past this point must stay
+ * few: notsent_lowat (TCP_NOTSENT_LOWAT, set at accept) keeps the kernel's
+ * unsent queue near that many bytes, the kernel then takes no more in one
+ * send(), and what it refuses lws keeps (lws_partial_buffered()) while we
+ * write nothing more to the connection; so a batch is at most notsent_lowat
+ * bytes (or one larger message), and lws never holds more than one.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +91,7 @@ void vcg__ws_conn_free(ws_conn_t *c) {
   vcg_instance_t *inst = c->inst;
 
   vcg__ws_upgrade_done(c);
+  vcg__ws_slot_release(c);
   ws_queue_drop_all(c);
   if (c->dirty_idx >= 0)
     inst->dirty[c->dirty_idx] = NULL;
@@ -142,6 +154,7 @@ int vcg__ws_conn_close_now(ws_conn_t *c, int code, const char *reason) {
  * must go. */
 static int ws_write_queued(vcg_instance_t *inst, ws_conn_t *c) {
   const vcg_host_api_t *host = inst->host;
+  uint64_t now = uv_now(inst->loop);
   int budget = WS_WRITE_BUDGET;
   size_t used = 0;
 
@@ -155,15 +168,26 @@ static int ws_write_queued(vcg_instance_t *inst, ws_conn_t *c) {
    * payload.  The copy is the one copy per recipient lws_write() needs
    * anyway (it wants LWS_PRE bytes of headroom before the payload, which
    * the shared, immutable packets do not have). */
-  while (c->qlen > 0 && budget-- > 0) {
+  while (c->qlen > 0 && budget > 0) {
     vcg_packet_t *p = c->q[c->qhead];
     const uint8_t *data;
     size_t len, hl;
     uint8_t *f;
 
     data = host->packet_data(p, &len);
+    if (host->packet_deadline(p) < now) {
+      /* Too old to be worth sending.  The host may queue CONGESTION on
+       * this very connection (an RTT echo to its own sender): the loop
+       * re-reads the queue every time. */
+      c->qhead = (c->qhead + 1) % c->qcap;
+      c->qlen--;
+      c->qbytes -= len;
+      host->packet_shed(c->s, p);
+      continue;
+    }
+    budget--;
     hl = len < 126 ? 2 : len < 65536 ? 4 : 10;
-    if (used > 0 && used + hl + len > WS_BATCH_BYTES)
+    if (used > 0 && used + hl + len > inst->batch_max)
       break; /* the next callback sends the rest */
     if (inst->sendbuf_cap < LWS_PRE + used + hl + len) {
       size_t ncap = inst->sendbuf_cap ? inst->sendbuf_cap : 16384;
