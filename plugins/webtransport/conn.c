@@ -296,6 +296,10 @@ static int cb_handshake_completed(ngtcp2_conn *qc, void *ud) {
     vcg__wt_ep_cid_del(c->set->ep, &c->cids, &c->odcid);
     c->odcid_registered = 0;
   }
+  if (c->half_open) {
+    c->half_open = 0;
+    vcg__wt_ep_half_open_end(c->set->ep, (const struct sockaddr *)&c->remote);
+  }
   return 0;
 }
 
@@ -442,6 +446,12 @@ static void conn_free(wt_conn_t *c) {
   c->state = WT_C_DEAD;
   dirty_unlink(c);
   vcg__wt_ep_cid_del_all(cs->ep, &c->cids);
+  if (c->half_open) vcg__wt_ep_half_open_end(cs->ep, (const struct sockaddr *)&c->remote);
+  c->half_open = 0;
+  /* Exactly once: the slot conn_admit() gave this connection. */
+  if (c->holds_admission)
+    cs->host->conn_release(cs->w, (const struct sockaddr *)&c->remote, c->admitted);
+  c->holds_admission = 0;
   vcg__wt_outq_free(&c->out);
   cs->cb->release(c);
   if (c->qc) ngtcp2_conn_del(c->qc);
@@ -462,8 +472,9 @@ static void conn_free(wt_conn_t *c) {
   }
 }
 
-static wt_conn_t *conn_new(wt_connset_t *cs, wt_listener_t *l, const ngtcp2_pkt_hd *hd,
-                           const struct sockaddr *from) {
+static wt_conn_t *conn_new(wt_connset_t *cs, wt_listener_t *l, const wt_accept_t *a) {
+  const ngtcp2_pkt_hd *hd = a->hd;
+  const struct sockaddr *from = a->from;
   wt_conn_t *c = calloc(1, sizeof(*c));
   if (!c) return NULL;
   socklen_t fromlen = vcg__wt_sa_len(from);
@@ -483,6 +494,9 @@ static wt_conn_t *conn_new(wt_connset_t *cs, wt_listener_t *l, const ngtcp2_pkt_
   ngtcp2_settings_default(&settings);
   settings.initial_ts = vcg__wt_now();
   settings.max_tx_udp_payload_size = WT_MAX_PKTLEN;
+  /* A half-open connection costs memory: it gets a few seconds, not the
+   * idle timeout, to complete its handshake. */
+  settings.handshake_timeout = cs->conf.handshake_timeout_ms * NGTCP2_MILLISECONDS;
   /* We credit flow control ourselves (session.c): no auto-tuned windows. */
   uint64_t stream_uni = cs->conf.max_msg + 64;
   uint64_t conn_window = 4u << 20;
@@ -504,7 +518,17 @@ static wt_conn_t *conn_new(wt_connset_t *cs, wt_listener_t *l, const ngtcp2_pkt_
   params.max_idle_timeout = cs->conf.idle_timeout_ms * NGTCP2_MILLISECONDS;
   params.active_connection_id_limit = 4;
   params.max_datagram_frame_size = 65535;
-  params.original_dcid = hd->dcid;
+  if (a->odcid) {
+    /* After a Retry: the address is validated (the token came back), so
+     * ngtcp2 lifts the amplification limit; the transport parameters
+     * prove to the client which Retry we sent. */
+    params.original_dcid = *a->odcid;
+    params.retry_scid = hd->dcid;
+    params.retry_scid_present = 1;
+    settings.token = hd->token;
+  } else {
+    params.original_dcid = hd->dcid;
+  }
   params.stateless_reset_token_present = 1;
   if (vcg__wt_ep_reset_token(cs->ep, params.stateless_reset_token, &scid) != 0) goto fail;
 
@@ -535,9 +559,14 @@ static wt_conn_t *conn_new(wt_connset_t *cs, wt_listener_t *l, const ngtcp2_pkt_
 
   if (vcg__wt_ep_cid_add(cs->ep, &c->cids, &scid, c) != 0 ||
       vcg__wt_ep_cid_add(cs->ep, &c->cids, &hd->dcid, c) != 0) {
+    /* Not ours yet: the endpoint undoes the admission and the half-open
+     * count. */
     conn_free(c);
     return NULL;
   }
+  c->admitted = a->admitted;
+  c->holds_admission = 1;
+  c->half_open = 1;
   c->odcid_registered = 1;
   return c;
 fail:
@@ -547,15 +576,14 @@ fail:
   return NULL;
 }
 
-void *vcg__wt_conn_accept(void *set, wt_listener_t *l, const ngtcp2_pkt_hd *hd,
-                          const struct sockaddr *from) {
+void *vcg__wt_conn_accept(void *set, wt_listener_t *l, const wt_accept_t *a) {
   wt_connset_t *cs = set;
   if (cs->stopping) return NULL;
   if (cs->nconns >= cs->conf.max_sessions) {
     cs->host->counter_add(cs->w, "wt_connections_refused", 1);
     return NULL;
   }
-  wt_conn_t *c = conn_new(cs, l, hd, from);
+  wt_conn_t *c = conn_new(cs, l, a);
   if (c) cs->host->counter_add(cs->w, "wt_connections", 1);
   return c;
 }

@@ -82,6 +82,7 @@ typedef struct wt_conn_cb {
 /* Settings every connection of the set gets (from the plugin's options). */
 typedef struct wt_conn_conf {
   uint64_t idle_timeout_ms;
+  uint64_t handshake_timeout_ms; /* a half-open connection is dropped then */
   size_t max_sessions;           /* connections at once */
   size_t max_msg;                /* core.max_message_size */
 } wt_conn_conf_t;
@@ -131,6 +132,9 @@ struct wt_conn {
   ngtcp2_cid odcid;              /* the client's original DCID */
   int odcid_registered;
   int state;                     /* enum wt_conn_state */
+  int admitted;                  /* host->conn_admit()'s answer ... */
+  int holds_admission;           /* ... released once, in conn_free */
+  int half_open;                 /* counted by the endpoint until handshake */
   uint64_t app_error;            /* H3 error to close with, 0 = none */
   uint8_t *close_pkt;            /* CONNECTION_CLOSE, resent while closing */
   size_t close_pktlen;
@@ -145,8 +149,7 @@ int vcg__wt_connset_init(wt_connset_t *cs, const vcg_host_api_t *host, vcg_worke
  * application error app_error) and the set's handles. */
 void vcg__wt_connset_stop(wt_connset_t *cs, uint64_t app_error);
 /* The endpoint's callbacks (wt_endpoint_cb_t), with ud = the set. */
-void *vcg__wt_conn_accept(void *set, wt_listener_t *l, const ngtcp2_pkt_hd *hd,
-                          const struct sockaddr *from);
+void *vcg__wt_conn_accept(void *set, wt_listener_t *l, const wt_accept_t *a);
 void vcg__wt_conn_packet(void *conn, wt_listener_t *l, const struct sockaddr *from,
                          const uint8_t *data, size_t len);
 

@@ -200,6 +200,10 @@ static void handle_connect(wt_conn_t *c, wt_istream_t *is) {
   info.target = req.path;
   info.peer = (const struct sockaddr *)&c->remote;
   info.conn = c;
+  /* The endpoint admitted the connection at its first Initial (conn_admit)
+   * and the connection layer releases it: the session is not counted
+   * again. */
+  info.flags = VCG_SESSION_ADMITTED;
   vcg_session_t *s = NULL;
   int why = VCG_CLOSE_INTERNAL;
   msg[0] = '\0';

@@ -638,9 +638,11 @@ async def scenario_garbage():
 
 
 async def scenario_workers():
-    """With two workers (SO_REUSEPORT sockets, one generated certificate for
-    both), several browser sessions open and relay to each other."""
-    gw = Gateway(workers=2)
+    """With two workers (SO_REUSEPORT sockets, one generated certificate and
+    one Retry token secret for both) and retry = "always", several browser
+    sessions validate their address through a QUIC Retry, open and relay
+    to each other."""
+    gw = Gateway(workers=2, wt_opts={"retry": "always"})
     br = Browser(os.path.join(gw.dir, "browser.log"))
     try:
         await br.start()
@@ -652,7 +654,10 @@ async def scenario_workers():
         for s in ss:
             want = {tag(o.id, "w", 0).decode() for o in ss if o is not s}
             await s.wait_for(lambda s=s, want=want: want <= {untag(p) for _, p in s.client_packets()}, 10, "relay")
-        print("workers: 4 sessions over 2 workers relayed to each other")
+        gw.stop()
+        if "wt_retry_sent=" not in gw.srv.log():
+            raise h.TestFailure("no Retry was sent:\n" + gw.srv.log_tail())
+        print("workers: 4 sessions over 2 workers, each through a Retry, relayed to each other")
     finally:
         await br.close()
         gw.stop()
