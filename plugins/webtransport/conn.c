@@ -223,9 +223,9 @@ void vcg__wt_conn_credit_conn(wt_conn_t *c, uint64_t n) {
   if (n) ngtcp2_conn_extend_max_offset(c->qc, n);
 }
 
-void vcg__wt_conn_stream_done(wt_conn_t *c, int64_t id) {
-  if (id & 0x2) ngtcp2_conn_extend_max_streams_uni(c->qc, 1);
-  else ngtcp2_conn_extend_max_streams_bidi(c->qc, 1);
+void vcg__wt_conn_stream_done(wt_conn_t *c, int64_t id, int more) {
+  if (more && (id & 0x2)) ngtcp2_conn_extend_max_streams_uni(c->qc, 1);
+  else if (more) ngtcp2_conn_extend_max_streams_bidi(c->qc, 1);
   ngtcp2_conn_set_stream_user_data(c->qc, id, NULL);
 }
 

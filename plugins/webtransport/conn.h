@@ -85,6 +85,7 @@ typedef struct wt_conn_conf {
   uint64_t handshake_timeout_ms; /* a half-open connection is dropped then */
   size_t max_sessions;           /* connections at once */
   size_t max_msg;                /* core.max_message_size */
+  uint64_t max_client_streams;   /* per connection, then session rotation */
 } wt_conn_conf_t;
 
 struct wt_connset {
@@ -166,9 +167,9 @@ int vcg__wt_conn_fail(wt_conn_t *c, uint64_t h3err);
 void vcg__wt_conn_credit(wt_conn_t *c, int64_t id, size_t n);
 void vcg__wt_conn_credit_conn(wt_conn_t *c, uint64_t n);
 /* The session layer is done with peer stream id: forget its user data
- * and, because ngtcp2 0.12.1 never retires client streams whose send side
- * we never use, give the peer its stream credit back. */
-void vcg__wt_conn_stream_done(wt_conn_t *c, int64_t id);
+ * and, when `more`, give the peer its stream credit back (ngtcp2 0.12.1
+ * never retires client streams whose send side we never use). */
+void vcg__wt_conn_stream_done(wt_conn_t *c, int64_t id, int more);
 void vcg__wt_conn_set_stream_ud(wt_conn_t *c, int64_t id, void *sud);
 /* Reset both directions / stop reading, with an HTTP/3 error code. */
 void vcg__wt_conn_reset_stream(wt_conn_t *c, int64_t id, uint64_t code);

@@ -44,6 +44,7 @@ typedef struct vcg_wt_conf {
   int64_t retry_threshold; /* auto: half-open connections per worker */
   int64_t max_half_open_per_address;
   int64_t handshake_timeout; /* ms */
+  int64_t max_client_streams; /* per connection (ngtcp2 0.12 keeps each) */
 } vcg_wt_conf_t;
 
 /* Process-wide state: made in init(), read-only afterwards, shared by all
@@ -87,6 +88,8 @@ static const vcg_option_t wt_options[] = {
                  "half-open QUIC connections per client address and worker (core.trusted_addresses are exempt)"),
   VCG_OPTION_INT(vcg_wt_conf_t, handshake_timeout, "handshake_timeout", 5000, 500, 60000,
                  "milliseconds a QUIC connection has to complete its handshake"),
+  VCG_OPTION_INT(vcg_wt_conf_t, max_client_streams, "max_client_streams", 65536, 16, 1073741824,
+                 "streams a client may open on one connection (ngtcp2 0.12 keeps ~220 B for each until it ends); at 7/8 the client is asked to drain, at the limit the session closes with 1001 to be reopened"),
   VCG_OPTION_END,
 };
 
@@ -282,6 +285,7 @@ static int wt_start(const vcg_host_api_t *host, vcg_plugin_state_t *st,
     .handshake_timeout_ms = (uint64_t)conf->handshake_timeout,
     .max_sessions = (size_t)conf->max_sessions,
     .max_msg = max_msg,
+    .max_client_streams = (uint64_t)conf->max_client_streams,
   };
   /* The endpoint hands datagrams to the connection layer. */
   wt_endpoint_cb_t ecb = {

@@ -490,6 +490,55 @@ async def scenario_shed():
         gw.stop()
 
 
+async def scenario_rotate():
+    """Session rotation bounds what ngtcp2 0.12.1 keeps per client stream:
+    with max_client_streams = 40, a browser that keeps sending (one uni
+    stream per packet) is closed with 1001 "session rotation: reconnect"
+    right after its 40th stream (its control, two QPACK and CONNECT
+    streams count too), everything before is relayed, and the same user
+    reconnects and goes on."""
+    gw = Gateway(wt_opts={"max_client_streams": 40})
+    br = Browser(os.path.join(gw.dir, "browser.log"))
+    ws = None
+    try:
+        await br.start()
+        a = WtSession(br, "a", "rota", "rotroom")
+        await a.open(gw)
+        ws = await h.Client.connect(gw.ws_port, "rotws", "rotroom")
+        for seq in range(45):
+            try:
+                await a.send_stream(h.encode_wrapper(h.PT_MEDIA, b"rota",
+                                                     h.encode_media(h.MT_VIDEO, tag("a", "one", seq))))
+            except h.TestFailure:
+                break  # the session is closed under the page
+        c = await br.call("wtWaitClosed", "a", 5000)
+        if not c or c.get("code") != 1001 or c.get("reason") != "session rotation: reconnect":
+            raise h.TestFailure("browser saw close %r, want 1001 'session rotation: reconnect'" % c)
+        got = await ws.collect(40, 5, quiet=0.5)
+        seqs = sorted(int(untag(p).rsplit(":", 1)[1]) for p in got if untag(p))
+        # 40 streams less Chromium's own HTTP/3 streams (control, CONNECT,
+        # QPACK as it opens them): each packet before the limit, none after.
+        if seqs != list(range(len(seqs))) or not 36 <= len(seqs) <= 38:
+            raise h.TestFailure("relayed before the rotation: %s, want 0..35-37" % seqs)
+        a2 = WtSession(br, "a2", "rota", "rotroom")
+        await a2.open(gw)
+        for seq in range(5):
+            await a2.send_stream(h.encode_wrapper(h.PT_MEDIA, b"rota",
+                                                  h.encode_media(h.MT_VIDEO, tag("a", "two", seq))))
+        got = await ws.collect(5, 5, quiet=0.3)
+        if sorted(untag(p) for p in got) != sorted(tag("a", "two", i).decode() for i in range(5)):
+            raise h.TestFailure("after reconnecting: %r" % [untag(p) for p in got])
+        if "asking the client to move to a new session" not in gw.srv.log():
+            raise h.TestFailure("no DRAIN before the rotation:\n" + gw.srv.log_tail())
+        print("rotate: %d packets relayed, DRAIN at 35 streams, 1001 at stream 41; the user "
+              "reconnected and 5 more were relayed" % len(seqs))
+    finally:
+        if ws:
+            await ws.close()
+        await br.close()
+        gw.stop()
+
+
 class UdpProxy(asyncio.DatagramProtocol):
     """A UDP relay between chromium and vcgate that records the client's
     packets, so the test can inject damaged copies from the very address
@@ -671,6 +720,7 @@ SCENARIOS = {
     "garbage": scenario_garbage,
     "workers": scenario_workers,
     "shed": scenario_shed,
+    "rotate": scenario_rotate,
 }
 
 
