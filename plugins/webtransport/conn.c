@@ -211,6 +211,16 @@ static void conn_flush(wt_conn_t *c) {
 
 /* ------------------------------------------------- calls from the session */
 
+uint64_t vcg__wt_conn_window(const wt_conn_conf_t *conf) {
+  /* A WebTransport stream's bytes are credited to the connection only
+   * once its message is complete, so the window must hold one message of
+   * the largest size (core.max_message_size) or such a message would
+   * stall; beyond that, connection_window.  It bounds what unfinished
+   * messages can pin per connection. */
+  uint64_t one = conf->max_msg + WT_STREAM_PREFIX_MAX;
+  return conf->connection_window > one ? conf->connection_window : one;
+}
+
 int vcg__wt_conn_active(const wt_conn_t *c) { return c->state == WT_C_ACTIVE; }
 
 void vcg__wt_conn_credit(wt_conn_t *c, int64_t id, size_t n) {
@@ -497,24 +507,26 @@ static wt_conn_t *conn_new(wt_connset_t *cs, wt_listener_t *l, const wt_accept_t
   /* A half-open connection costs memory: it gets a few seconds, not the
    * idle timeout, to complete its handshake. */
   settings.handshake_timeout = cs->conf.handshake_timeout_ms * NGTCP2_MILLISECONDS;
-  /* We credit flow control ourselves (session.c): no auto-tuned windows. */
-  uint64_t stream_uni = cs->conf.max_msg + 64;
-  uint64_t conn_window = 4u << 20;
-  if (conn_window < 2 * stream_uni) conn_window = 2 * stream_uni;
+  /* We credit flow control ourselves (session.c): no auto-tuned windows.
+   * The windows are what a client can make us buffer, sized to a call:
+   * see wt_conn_window(). */
+  uint64_t stream_uni = cs->conf.max_msg + WT_STREAM_PREFIX_MAX;
   settings.max_window = 0;
   settings.max_stream_window = 0;
 
   ngtcp2_transport_params params;
   ngtcp2_transport_params_default(&params);
-  params.initial_max_stream_data_bidi_local = 256u << 10;
-  params.initial_max_stream_data_bidi_remote = 256u << 10;
+  /* The CONNECT stream carries one HEADERS frame (at most 16 KiB) and
+   * capsules, read as they come; we open no bidirectional stream. */
+  params.initial_max_stream_data_bidi_local = WT_BIDI_WINDOW;
+  params.initial_max_stream_data_bidi_remote = WT_BIDI_WINDOW;
   /* One PacketWrapper per uni stream: the stream window holds exactly one
    * message of the largest allowed size plus its prefix, so a bigger one
    * is seen (and refused) rather than stalled. */
   params.initial_max_stream_data_uni = stream_uni;
-  params.initial_max_data = conn_window;
+  params.initial_max_data = vcg__wt_conn_window(&cs->conf);
   params.initial_max_streams_bidi = 4;
-  params.initial_max_streams_uni = 100;
+  params.initial_max_streams_uni = cs->conf.max_concurrent_streams;
   params.max_idle_timeout = cs->conf.idle_timeout_ms * NGTCP2_MILLISECONDS;
   params.active_connection_id_limit = 4;
   params.max_datagram_frame_size = 65535;

@@ -42,6 +42,8 @@
 
 #define WT_MAX_PKTLEN 1452           /* our largest UDP payload */
 #define WT_STREAM_BATCH 32           /* uni streams opened ahead of writing */
+#define WT_STREAM_PREFIX_MAX 64      /* a WebTransport stream's prefix, rounded up */
+#define WT_BIDI_WINDOW (64u << 10)   /* the CONNECT stream's window */
 
 typedef struct wt_conn wt_conn_t;
 typedef struct wt_connset wt_connset_t;
@@ -86,6 +88,8 @@ typedef struct wt_conn_conf {
   size_t max_sessions;           /* connections at once */
   size_t max_msg;                /* core.max_message_size */
   uint64_t max_client_streams;   /* per connection, then session rotation */
+  uint64_t connection_window;    /* bytes a client may have in flight */
+  uint64_t max_concurrent_streams; /* client uni streams open at once */
 } wt_conn_conf_t;
 
 struct wt_connset {
@@ -153,6 +157,10 @@ void vcg__wt_connset_stop(wt_connset_t *cs, uint64_t app_error);
 void *vcg__wt_conn_accept(void *set, wt_listener_t *l, const wt_accept_t *a);
 void vcg__wt_conn_packet(void *conn, wt_listener_t *l, const struct sockaddr *from,
                          const uint8_t *data, size_t len);
+
+/* The connection flow-control window a client gets: connection_window,
+ * but never less than one message of core.max_message_size. */
+uint64_t vcg__wt_conn_window(const wt_conn_conf_t *conf);
 
 /* ---- one connection, for the session layer ---- */
 int vcg__wt_conn_active(const wt_conn_t *c);

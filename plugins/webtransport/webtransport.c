@@ -45,6 +45,8 @@ typedef struct vcg_wt_conf {
   int64_t max_half_open_per_address;
   int64_t handshake_timeout; /* ms */
   int64_t max_client_streams; /* per connection (ngtcp2 0.12 keeps each) */
+  int64_t connection_window; /* bytes */
+  int64_t max_concurrent_streams;
 } vcg_wt_conf_t;
 
 /* Process-wide state: made in init(), read-only afterwards, shared by all
@@ -90,6 +92,10 @@ static const vcg_option_t wt_options[] = {
                  "milliseconds a QUIC connection has to complete its handshake"),
   VCG_OPTION_INT(vcg_wt_conf_t, max_client_streams, "max_client_streams", 65536, 16, 1073741824,
                  "streams a client may open on one connection (ngtcp2 0.12 keeps ~220 B for each until it ends); at 7/8 the client is asked to drain, at the limit the session closes with 1001 to be reopened"),
+  VCG_OPTION_INT(vcg_wt_conf_t, connection_window, "connection_window", 1048576, 65536, 67108864,
+                 "QUIC flow-control window per connection, bytes: what unfinished client messages can pin (at least core.max_message_size + 64)"),
+  VCG_OPTION_INT(vcg_wt_conf_t, max_concurrent_streams, "max_concurrent_streams", 100, 8, 10000,
+                 "client unidirectional streams open at once per connection (Chromium needs 3 of them for HTTP/3)"),
   VCG_OPTION_END,
 };
 
@@ -286,6 +292,8 @@ static int wt_start(const vcg_host_api_t *host, vcg_plugin_state_t *st,
     .max_sessions = (size_t)conf->max_sessions,
     .max_msg = max_msg,
     .max_client_streams = (uint64_t)conf->max_client_streams,
+    .connection_window = (uint64_t)conf->connection_window,
+    .max_concurrent_streams = (uint64_t)conf->max_concurrent_streams,
   };
   /* The endpoint hands datagrams to the connection layer. */
   wt_endpoint_cb_t ecb = {

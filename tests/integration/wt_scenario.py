@@ -304,8 +304,10 @@ async def scenario_relay():
 async def scenario_big():
     """A 256 KiB packet crosses intact in both directions: browser uni
     stream to the WebSocket client and another browser session, and from
-    the WebSocket client to both browser sessions."""
-    gw = Gateway()
+    the WebSocket client to both browser sessions.  The windows are sized
+    to it: core.max_message_size 300000 and the smallest connection_window
+    (64 KiB), which the plugin raises to one message of the largest size."""
+    gw = Gateway(wt_opts={"connection_window": 65536}, core={"max_message_size": 300000})
     br = Browser(os.path.join(gw.dir, "browser.log"))
     ws = None
     try:
