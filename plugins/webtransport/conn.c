@@ -442,10 +442,19 @@ static const ngtcp2_callbacks server_callbacks = {
 
 /* ------------------------------------------------------- connection life */
 
+/* The connection's memory goes last, with the session layer's state: a
+ * host call from inside a callback of that layer (session_closed, which
+ * may stop the worker and so free every connection) must not pull either
+ * from under the caller. */
+static void conn_release(wt_conn_t *c) {
+  c->set->cb->release(c);
+  free(c);
+}
+
 static void on_timer_closed(uv_handle_t *h) {
   wt_conn_t *c = h->data;
   wt_endpoint_t *ep = c->set->ep;
-  free(c);
+  conn_release(c);
   vcg__wt_ep_handle_closed(ep);
 }
 
@@ -463,7 +472,6 @@ static void conn_free(wt_conn_t *c) {
     cs->host->conn_release(cs->w, (const struct sockaddr *)&c->remote, c->admitted);
   c->holds_admission = 0;
   vcg__wt_outq_free(&c->out);
-  cs->cb->release(c);
   if (c->qc) ngtcp2_conn_del(c->qc);
   c->qc = NULL;
   if (c->tls) gnutls_deinit(c->tls);
@@ -478,7 +486,7 @@ static void conn_free(wt_conn_t *c) {
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
   } else {
-    free(c);
+    conn_release(c);
   }
 }
 

@@ -21,7 +21,9 @@
  * Ownership: the set owns every connection; a connection owns its
  * ngtcp2_conn, its GnuTLS session, its timer, its connection IDs (on the
  * endpoint's table) and its output records (c->out).  c->app belongs to
- * the session layer, which frees it in its `release` callback.
+ * the session layer, which frees it in its `release` callback; that runs
+ * when the connection's memory is freed (after its timer closed), never
+ * synchronously under a callback.
  */
 #ifndef VCG_WT_CONN_H
 #define VCG_WT_CONN_H
@@ -77,7 +79,8 @@ typedef struct wt_conn_cb {
   /* The connection stopped carrying traffic (closing, draining, idle or
    * freed); may be called more than once. */
   void (*gone)(wt_conn_t *c);
-  /* The connection is being freed: free c->app. */
+  /* The connection's memory is being freed (a loop iteration after it
+   * went DEAD): free c->app. */
   void (*release)(wt_conn_t *c);
 } wt_conn_cb_t;
 

@@ -28,13 +28,21 @@ def _tools():
     return flood, lg
 
 
-def _gate(core=None, **wt_opts):
+# Under ASan, some configurations of these tests (depending on nothing but
+# the configuration text: with no traffic at all) make LeakSanitizer's exit
+# scan crash reading a bogus dynamic-TLS range of the main thread ("Tracer
+# caught signal 11", "DTLS 5 at 0x65-0x1000001167": GCC 12's libsanitizer
+# against glibc 2.36).  Leaks are still checked, only not rooted in TLS.
+_LSAN = {"LSAN_OPTIONS": "use_tls=0"}
+
+
+def _gate(core=None, env=_LSAN, **wt_opts):
     port = h.free_port(socket.SOCK_DGRAM)
     wt = {"plugin": "webtransport", "listen": "127.0.0.1:%d" % port}
     wt.update(wt_opts)
     c = {"log_level": "info"}
     c.update(core or {})
-    return h.start_vcgate(core=c, transports=[wt]), port
+    return h.start_vcgate(core=c, transports=[wt], env=env), port
 
 
 def _flood(flood, port, count, listen=1.5, src=None, same_src=None):
@@ -85,8 +93,10 @@ def test_wt_initial_flood_answered_with_retry_and_clients_still_connect():
     connects at once, while the flood's few half-open connections are
     still alive."""
     flood, lg = _tools()
+    # A handshake_timeout longer than the flood takes (slow under ASan),
+    # so that no half-open slot is freed and reused meanwhile.
     srv, port = _gate(retry="auto", retry_threshold=20, max_sessions=200,
-                      handshake_timeout=3000)
+                      handshake_timeout=30000)
     time.sleep(0.3)
     rss0 = _rss_kb(srv.proc.pid)
     r = _flood(flood, port, 1000, listen=1.0)
@@ -95,7 +105,8 @@ def test_wt_initial_flood_answered_with_retry_and_clients_still_connect():
         raise h.TestFailure("want at most 20 handshakes and Retry for the rest: %r" % r)
     if r["over_3x"] or r["max_ratio"] > 3.0:
         raise h.TestFailure("amplification over 3x: %r" % r)
-    if rss1 - rss0 > 8 * 1024:
+    # (ASan's redzones and quarantine make RSS meaningless there.)
+    if rss1 - rss0 > 8 * 1024 and not os.environ.get("VCGATE_SANITIZED"):
         raise h.TestFailure("RSS grew %d kB for 1,000 flood Initials" % (rss1 - rss0))
     _loadgen_connects(lg, port)
     srv.stop()
