@@ -12,9 +12,9 @@
  *
  * Deadlines.  Queued video that waited past its deadline is worth less than
  * nothing to a call, so the packets are checked as they are taken from the
- * queue to be framed: one past host->packet_deadline() goes to
- * host->packet_shed() (counted, CONGESTION to its sender) instead of the
- * socket.  For that to mean anything the bytes past this point must stay
+ * queue to be framed: host->packet_take() sheds one past its deadline
+ * (counted, CONGESTION to its sender) instead of it reaching the socket,
+ * and records the relay latency of the others.  For that to mean anything the bytes past this point must stay
  * few: notsent_lowat (TCP_NOTSENT_LOWAT, set at accept) keeps the kernel's
  * unsent queue near that many bytes, the kernel then takes no more in one
  * send(), and what it refuses lws keeps (lws_partial_buffered()) while we
@@ -154,7 +154,6 @@ int vcg__ws_conn_close_now(ws_conn_t *c, int code, const char *reason) {
  * must go. */
 static int ws_write_queued(vcg_instance_t *inst, ws_conn_t *c) {
   const vcg_host_api_t *host = inst->host;
-  uint64_t now = uv_now(inst->loop);
   int budget = WS_WRITE_BUDGET;
   size_t used = 0;
 
@@ -175,20 +174,18 @@ static int ws_write_queued(vcg_instance_t *inst, ws_conn_t *c) {
     uint8_t *f;
 
     data = host->packet_data(p, &len);
-    if (host->packet_deadline(p) < now) {
-      /* Too old to be worth sending.  The host may queue CONGESTION on
-       * this very connection (an RTT echo to its own sender): the loop
-       * re-reads the queue every time. */
-      c->qhead = (c->qhead + 1) % c->qcap;
-      c->qlen--;
-      c->qbytes -= len;
-      host->packet_shed(c->s, p);
-      continue;
-    }
-    budget--;
     hl = len < 126 ? 2 : len < 65536 ? 4 : 10;
     if (used > 0 && used + hl + len > inst->batch_max)
       break; /* the next callback sends the rest */
+    c->qhead = (c->qhead + 1) % c->qcap;
+    c->qlen--;
+    c->qbytes -= len;
+    /* The host sheds a packet past its deadline (too old to be worth
+     * sending) and records the relay latency of the others.  It may queue
+     * CONGESTION on this very connection (to its own sender): the loop
+     * re-reads the queue every time. */
+    if (host->packet_take(c->s, p)) continue;
+    budget--;
     if (inst->sendbuf_cap < LWS_PRE + used + hl + len) {
       size_t ncap = inst->sendbuf_cap ? inst->sendbuf_cap : 16384;
       uint8_t *nb;
@@ -199,6 +196,7 @@ static int ws_write_queued(vcg_instance_t *inst, ws_conn_t *c) {
       if (nb == NULL) {
         host->log(inst->w, c->s, VCG_LOG_ERROR,
                   "out of memory for a %zu-byte message", len);
+        host->packet_unref(p);
         return -1;
       }
       inst->sendbuf = nb;
@@ -219,9 +217,6 @@ static int ws_write_queued(vcg_instance_t *inst, ws_conn_t *c) {
     }
     memcpy(f + hl, data, len);
     used += hl + len;
-    c->qhead = (c->qhead + 1) % c->qcap;
-    c->qlen--;
-    c->qbytes -= len;
     host->packet_unref(p);
   }
   if (used > 0 &&

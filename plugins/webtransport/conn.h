@@ -71,6 +71,10 @@ typedef struct wt_conn_cb {
   /* A packet record was not yet on the wire when its deadline passed: the
    * layer takes the packet out (vcg__wt_os_take_packet) and drops it. */
   void (*shed)(wt_conn_t *c, wt_ostream_t *os);
+  /* A packet record is about to go on the wire: the layer tells the host
+   * (relay latency).  Returns 1 when the host shed it after all (the
+   * layer has taken the packet out), 0 to write it. */
+  int (*take)(wt_conn_t *c, wt_ostream_t *os);
   /* Around each write loop. */
   void (*before_write)(wt_conn_t *c);
   void (*after_write)(wt_conn_t *c);

@@ -410,6 +410,14 @@ static void on_acked(wt_conn_t *c, wt_ostream_t *os) {
     vcg__wt_conn_mark(c);
 }
 
+static int on_take(wt_conn_t *c, wt_ostream_t *os) {
+  wt_sess_t *ss = c->app;
+  if (!ss || !ss->s) return 0;
+  if (!host_of(c)->packet_take(ss->s, os->pkt)) return 0;
+  (void)vcg__wt_os_take_packet(&c->out, os); /* the host released it */
+  return 1;
+}
+
 static void on_shed(wt_conn_t *c, wt_ostream_t *os) {
   wt_sess_t *ss = c->app;
   vcg_packet_t *p = vcg__wt_os_take_packet(&c->out, os);
@@ -761,6 +769,7 @@ const wt_conn_cb_t vcg__wt_session_cb = {
   .acked = on_acked,
   .datagram = on_datagram,
   .shed = on_shed,
+  .take = on_take,
   .before_write = on_before_write,
   .after_write = on_after_write,
   .deadline = on_deadline,

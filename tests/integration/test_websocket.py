@@ -788,7 +788,9 @@ async def test_wss_relay_small_and_large_packets():
     # Bob reads while he sends 3.6 MB over TLS, so the small MEDIA for him
     # can wait past the 150 ms video deadline on a busy machine; this test
     # is about TLS writes, not deadlines (test_ws_hardening's subject).
-    srv = H.start_ws(core={"max_video_delay": 60000},
+    # Key packets over 16 KiB count as bulk (droppable at half the queue
+    # budget): 3.6 MB of them need a budget above 7.2 MB here.
+    srv = H.start_ws(core={"max_video_delay": 60000, "queue_max_bytes": 16 << 20},
                      ws_opts={"tls_cert": cert, "tls_key": key})
     ctx = ssl.create_default_context(cafile=cert)
     a = await Client.connect(srv.port, "alice", "tls", ssl=ctx)
@@ -797,9 +799,9 @@ async def test_wss_relay_small_and_large_packets():
         small = [_tag("tls", "alice", i) + bytes(1000) for i in range(300)]
         large = [_tag("tls", "bob", i) + os.urandom(900 * 1024) for i in range(4)]
 
-        # The large ones are key packets (never dropped): 3.6 MB of them
-        # wait in alice's queue behind TLS writes, where video over half
-        # the queue budget or past its deadline would be dropped by design.
+        # The large ones are AES_KEY packets; over 16 KiB they are bulk, so
+        # the budget above keeps all 3.6 MB of them while they wait in
+        # alice's queue behind TLS writes.
         async def send_all(c, items, ptype):
             for d in items:
                 await c.send(ptype, d)
