@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <uv.h>
+#include "wsutil.h"
 
 /* Error codes: 0 or a negative errno-style value (libuv's UV_E*). */
 
@@ -48,9 +49,6 @@ enum { LG_RX_OURS, LG_RX_CONTROL, LG_RX_CONGESTION, LG_RX_FOREIGN };
 /* Classify msg; for LG_RX_OURS fills *h.  Never reads past len. */
 int lg_wire_classify(const uint8_t *msg, size_t len, uint32_t run_id, lg_hdr_t *h);
 
-/* Helpers for the WebSocket handshake. */
-void lg_sha1(const uint8_t *data, size_t len, uint8_t out[20]);
-size_t lg_base64(const uint8_t *in, size_t len, char *out); /* out: 4*ceil(len/3)+1 */
 
 /* ------------------------------------------------------------ stats */
 

@@ -1,8 +1,7 @@
 /* loadgen wire format: PacketWrapper(MEDIA) templates and the classifier of
  * received packets, hand-written protobuf (a handful of fields; linking
  * protobuf-c would cost an unpack and copies per received message, which
- * is exactly the work a load generator must keep small), plus SHA-1 and
- * base64 for the WebSocket handshake. */
+ * is exactly the work a load generator must keep small). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -156,65 +155,4 @@ int lg_wire_classify(const uint8_t *msg, size_t len, uint32_t run_id, lg_hdr_t *
   h->seq = get_le64(payload + 16);
   h->send_ns = get_le64(payload + 24);
   return LG_RX_OURS;
-}
-
-/* ---- SHA-1 (FIPS 180-4), only for Sec-WebSocket-Accept ---- */
-
-static uint32_t rol(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
-
-static void sha1_block(uint32_t hs[5], const uint8_t *p) {
-  uint32_t w[80], a = hs[0], b = hs[1], c = hs[2], d = hs[3], e = hs[4];
-  for (int i = 0; i < 16; i++)
-    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-           (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-  for (int i = 16; i < 80; i++) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-  for (int i = 0; i < 80; i++) {
-    uint32_t f, k;
-    if (i < 20) { f = (b & c) | (~b & d); k = 0x5a827999; }
-    else if (i < 40) { f = b ^ c ^ d; k = 0x6ed9eba1; }
-    else if (i < 60) { f = (b & c) | (b & d) | (c & d); k = 0x8f1bbcdc; }
-    else { f = b ^ c ^ d; k = 0xca62c1d6; }
-    uint32_t t = rol(a, 5) + f + e + k + w[i];
-    e = d; d = c; c = rol(b, 30); b = a; a = t;
-  }
-  hs[0] += a; hs[1] += b; hs[2] += c; hs[3] += d; hs[4] += e;
-}
-
-void lg_sha1(const uint8_t *data, size_t len, uint8_t out[20]) {
-  uint32_t hs[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
-  uint8_t blk[64];
-  size_t i = 0;
-  for (; len - i >= 64; i += 64) sha1_block(hs, data + i);
-  size_t rem = len - i;
-  memcpy(blk, data + i, rem);
-  blk[rem++] = 0x80;
-  if (rem > 56) {
-    memset(blk + rem, 0, 64 - rem);
-    sha1_block(hs, blk);
-    rem = 0;
-  }
-  memset(blk + rem, 0, 56 - rem);
-  uint64_t bits = (uint64_t)len * 8;
-  for (int k = 0; k < 8; k++) blk[56 + k] = (uint8_t)(bits >> (56 - 8 * k));
-  sha1_block(hs, blk);
-  for (int k = 0; k < 5; k++) {
-    out[4 * k] = (uint8_t)(hs[k] >> 24); out[4 * k + 1] = (uint8_t)(hs[k] >> 16);
-    out[4 * k + 2] = (uint8_t)(hs[k] >> 8); out[4 * k + 3] = (uint8_t)hs[k];
-  }
-}
-
-size_t lg_base64(const uint8_t *in, size_t len, char *out) {
-  static const char tb[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t o = 0;
-  for (size_t i = 0; i < len; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16;
-    if (i + 1 < len) v |= (uint32_t)in[i + 1] << 8;
-    if (i + 2 < len) v |= in[i + 2];
-    out[o++] = tb[(v >> 18) & 63];
-    out[o++] = tb[(v >> 12) & 63];
-    out[o++] = i + 1 < len ? tb[(v >> 6) & 63] : '=';
-    out[o++] = i + 2 < len ? tb[v & 63] : '=';
-  }
-  out[o] = 0;
-  return o;
 }
