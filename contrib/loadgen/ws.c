@@ -35,7 +35,7 @@ typedef struct {
   uint8_t *ob;        /* output not yet handed to the kernel, owned */
   size_t oblen, obcap;
   uint8_t *ib;        /* output in flight through wreq, owned */
-  size_t ibcap;
+  size_t ibcap, iblen; /* iblen: bytes of ib handed to wreq */
   uint64_t rng;
 } ws_t;
 
@@ -111,6 +111,7 @@ static void ws_flush_w(ws_t *w);
 static void ws_write_cb(uv_write_t *req, int status) {
   ws_t *w = req->data;
   w->writing = 0;
+  w->iblen = 0;
   if (w->handle_closing) return;
   if (status < 0) {
     snprintf(w->why, sizeof w->why, "write: %s", uv_strerror(status));
@@ -153,10 +154,16 @@ static void ws_flush_w(ws_t *w) {
     return;
   }
   w->writing = 1;
+  w->iblen = rest;
 }
 
 static void ws_flush(lg_conn_t *c) {
   if (c->tp) ws_flush_w(c->tp);
+}
+
+static size_t ws_pending(lg_conn_t *c) {
+  ws_t *w = c->tp;
+  return w ? w->oblen + w->iblen : 0;
 }
 
 static int ws_send(lg_conn_t *c, const uint8_t *msg, size_t len) {
@@ -394,5 +401,6 @@ const lg_transport_t lg_ws_transport = {
   .send = ws_send,
   .flush = ws_flush,
   .close = ws_close,
+  .pending = ws_pending,
   .free = NULL,
 };

@@ -4,7 +4,8 @@ room and to nobody else, whole when it came fragmented, with ping/pong and
 the close handshake working, and refuses what is not a lobby upgrade.  The
 bench quotes vcgate as a fraction of this relay, so a relay that dropped or
 duplicated packets would make every ratio wrong.  Driven by Python
-websockets, a raw socket, and loadgen itself (as run.sh uses it)."""
+websockets, a raw socket, and loadgen itself (as run.sh uses it), whose
+call shape is also checked against vcgate (RTT echoes)."""
 
 import asyncio
 import json
@@ -138,20 +139,52 @@ async def test_bare_relay_refuses_what_is_not_a_lobby_upgrade():
         r.stop()
 
 
-@H.timeout(60)
-def test_bare_relay_loses_nothing_under_loadgen():
+def _loadgen(url, *args):
     if not os.access(LOADGEN, os.X_OK):
         raise H.TestFailure("loadgen not built: %s" % LOADGEN)
+    cp = subprocess.run([LOADGEN, "--url", url, "--quiet", "--max-seconds", "30"] + list(args),
+                        capture_output=True, text=True, timeout=40)
+    if cp.returncode != 0:
+        raise H.TestFailure("loadgen %s: exit %d: %s %s" % (" ".join(args), cp.returncode,
+                                                              cp.stdout, cp.stderr))
+    res = json.loads(cp.stdout.strip().splitlines()[-1])
+    if res["lost"] or res["duplicated"] or res["misrouted"] or res["delivered"] == 0:
+        raise H.TestFailure("loadgen %s: %s" % (" ".join(args), cp.stdout))
+    return res
+
+
+CALL = ("--scenario", "call", "--rooms", "3", "--duration", "1", "--warmup", "0.2")
+
+
+@H.timeout(60)
+def test_bare_relay_loses_nothing_under_loadgen():
+    """The flat and the call shape (also sealed like E2EE) through the bare
+    relay: nothing lost, every class delivered, and the RTT probes, which a
+    relay without an echo forwards, are not mistaken for deliveries."""
     r = Relay()
     try:
-        cp = subprocess.run([LOADGEN, "--url", "ws://127.0.0.1:%d" % r.port, "--quiet",
-                             "--scenario", "meeting", "--rooms", "4", "--rate", "200",
-                             "--duration", "1", "--warmup", "0.2", "--max-seconds", "30"],
-                            capture_output=True, text=True, timeout=40)
-        if cp.returncode != 0:
-            raise H.TestFailure("loadgen exit %d: %s %s" % (cp.returncode, cp.stdout, cp.stderr))
-        res = json.loads(cp.stdout.strip().splitlines()[-1])
-        if res["lost"] or res["duplicated"] or res["misrouted"] or res["delivered"] == 0:
-            raise H.TestFailure("loadgen: %s" % cp.stdout)
+        url = "ws://127.0.0.1:%d" % r.port
+        _loadgen(url, "--scenario", "meeting", "--rooms", "4", "--rate", "200",
+                 "--duration", "1", "--warmup", "0.2")
+        for extra in ((), ("--encrypted",)):
+            res = _loadgen(url, *(CALL + extra))
+            classes = set(res["classes"])
+            if classes != {"audio", "video", "video_key", "control", "key_exchange"}:
+                raise H.TestFailure("call shape classes: %s" % sorted(classes))
+            if res["rtt_forwarded"] == 0 or res["rtt_echoes"] != 0:
+                raise H.TestFailure("RTT probes: %s" % res)
     finally:
         r.stop()
+
+
+@H.timeout(60)
+def test_loadgen_call_shape_against_vcgate():
+    """The same call shape through vcgate: its RTT echoes come back to the
+    sender only and give loadgen its RTT figure."""
+    srv = H.start_ws()
+    try:
+        res = _loadgen("ws://127.0.0.1:%d" % srv.port, *CALL)
+        if res["rtt_echoes"] == 0 or res["rtt_forwarded"] != 0 or res["rtt_ms"]["samples"] == 0:
+            raise H.TestFailure("RTT probes through vcgate: %s" % res)
+    finally:
+        srv.stop()
