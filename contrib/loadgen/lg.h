@@ -110,13 +110,15 @@ void lg_call_packet(int st, uint32_t sender, uint64_t n, int *kind, size_t *size
 
 /* The saturation search (search.c): the load of the next step from the
  * verdict of the last one. */
-enum { LG_STEP_PASS, LG_STEP_FAIL, LG_STEP_FAIL_HARD, LG_STEP_FATAL };
+enum { LG_STEP_PASS, LG_STEP_FAIL, LG_STEP_FAIL_HARD, LG_STEP_INVALID, LG_STEP_FATAL };
+#define LG_SEARCH_MAX_INVALID 3
 typedef struct {
   double cur;         /* load of the step being run */
   double best, fail;  /* highest passing, lowest failing load (0: none yet) */
   double factor, min, max;
   long refine_left;   /* bisection steps left */
   int retried;        /* cur failed once already */
+  int invalid;        /* consecutive invalid runs of cur */
   int integer;        /* loads are whole numbers (rooms) */
 } lg_search_t;
 void lg_search_init(lg_search_t *s, double start, double factor, double min, double max,

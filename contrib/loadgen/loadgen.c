@@ -177,7 +177,7 @@ struct lg {
   /* saturate */
   int step;
   lg_search_t search;
-  double best_msgs, best_p99, best_cls_p99[LG_NCLS];
+  double best_msgs, best_p99, best_cls_p99[LG_NCLS], best_lg_cpu;
   const char *fail_reason;
   const char *stop_reason;
   /* overload */
@@ -690,6 +690,14 @@ static void print_classes(FILE *f, const lg_counts_t *n, const lg_lat_t *l) {
   fprintf(f, "}");
 }
 
+/* loadgen's own CPU use over the measured window: near 100%, a figure is
+ * loadgen's limit rather than the server's. */
+static double loadgen_cpu_pct(const lg_t *lg) {
+  double cpu = (lg->wall_t1 ? lg->cpu_t1 : cpu_seconds()) - lg->cpu_t0;
+  double wall = (lg->wall_t1 ? lg->wall_t1 : lg_now_ns() / 1e9) - lg->wall_t0;
+  return wall > 0 ? 100.0 * cpu / wall : 0.0;
+}
+
 static void print_common(lg_t *lg, FILE *f, const lg_counts_t *n, double secs) {
   uint64_t lost = sub0(n->expected, n->delivered);
   fprintf(f,
@@ -718,13 +726,11 @@ static void print_common(lg_t *lg, FILE *f, const lg_counts_t *n, double secs) {
           lg_hist_pct(h, 50) / 1e6, lg_hist_pct(h, 90) / 1e6, lg_hist_pct(h, 99) / 1e6,
           lg_hist_pct(h, 99.9) / 1e6, h->max / 1e6, h->n, lg_hist_pct(lg->lag, 99) / 1e6,
           lg->lag->max / 1e6);
-  double cpu = (lg->wall_t1 ? lg->cpu_t1 : cpu_seconds()) - lg->cpu_t0;
-  double wall = (lg->wall_t1 ? lg->wall_t1 : lg_now_ns() / 1e9) - lg->wall_t0;
   fprintf(f,
           "\"delivered_msgs_per_s\":%.0f,\"delivered_MB_per_s\":%.2f,\"duration\":%.2f,"
           "\"loadgen_cpu_pct\":%.1f",
           secs > 0 ? lg->win_delivered / secs : 0.0, secs > 0 ? lg->win_bytes / secs / 1e6 : 0.0,
-          secs, wall > 0 ? 100.0 * cpu / wall : 0.0);
+          secs, loadgen_cpu_pct(lg));
   cpu_print(lg, f);
   if (lg->o.shape == SH_CALL || lg->o.media_kind != LG_K_VIDEO) print_classes(f, n, &lg->lat);
   if (n->rtt_echoes || n->rtt_forwarded)
@@ -958,7 +964,10 @@ static void print_final(lg_t *lg, const char *stop, int steps) {
       printf("%s\"%s\":%.3f", k ? "," : "", cls_names[k], lg->best_cls_p99[k]);
     printf("}");
   }
-  if (lg->search.best > 0) cpu_out_print(&lg->best_cpu, stdout, "best_");
+  if (lg->search.best > 0) {
+    printf(",\"best_loadgen_cpu_pct\":%.1f", lg->best_lg_cpu);
+    cpu_out_print(&lg->best_cpu, stdout, "best_");
+  }
   if (lg->aborted) printf(",\"aborted\":true");
   printf("}\n");
   fflush(stdout);
@@ -979,14 +988,19 @@ static void saturate_step_done(lg_t *lg, uint64_t now) {
   int errors = lg->disconnected || d.dup || d.misrouted || lg->failed;
   int ok = lost == 0 && !errors && d.overflow == 0 && d.skipped == 0 &&
            p99 <= lg->o.p99_limit_ms && cls_ok && lg->win_delivered > 0;
+  /* A failing step during which loadgen was late by half the limit or more
+   * (its CPU taken by another process, or loadgen at its own limit) says
+   * little about the relay: it is run again (LG_STEP_INVALID). */
+  int late = !ok && lg_hist_pct(lg->lag, 99) / 1e6 >= lg->o.p99_limit_ms / 2;
   printf("{\"scenario\":\"saturate\",\"step\":%d,", lg->step);
   print_common(lg, stdout, &d, lg->o.step_secs);
-  printf(",\"ok\":%s}\n", ok ? "true" : "false");
+  printf(",\"ok\":%s,\"loadgen_late\":%s}\n", ok ? "true" : "false", late ? "true" : "false");
   fflush(stdout);
   if (ok && lg->search.cur >= lg->search.best) {
     lg->best_cpu = lg->cpu_out;
     lg->best_msgs = msgs;
     lg->best_p99 = p99;
+    lg->best_lg_cpu = loadgen_cpu_pct(lg);
     for (int k = 0; k < LG_NCLS; k++) lg->best_cls_p99[k] = lg_hist_pct(lg->lat.cls[k], 99) / 1e6;
   }
   if (!ok && !errors)
@@ -997,7 +1011,8 @@ static void saturate_step_done(lg_t *lg, uint64_t now) {
   /* Far over the limit, or more than 1% lost: an overload, not a stall;
    * no retry (it would only feed the relay's backlog). */
   int hard = p99 > 10 * lg->o.p99_limit_ms || lost * 100 > d.expected;
-  int verdict = ok ? LG_STEP_PASS : errors ? LG_STEP_FATAL : hard ? LG_STEP_FAIL_HARD : LG_STEP_FAIL;
+  int verdict = ok ? LG_STEP_PASS : errors ? LG_STEP_FATAL : late ? LG_STEP_INVALID
+                : hard ? LG_STEP_FAIL_HARD : LG_STEP_FAIL;
   double next = lg_search_next(&lg->search, verdict, &why);
   if (next <= 0) {
     stop = errors ? (lg->disconnected ? "disconnected" : lg->failed ? "connect failed" : "errors")

@@ -4,7 +4,10 @@
  *
  * Up by `factor` while steps pass; a failing step is run once more before
  * it counts (one hypervisor stall can spoil a step), unless it failed by
- * far (LG_STEP_FAIL_HARD: no stall explains that).  Once a load has
+ * far (LG_STEP_FAIL_HARD: no stall explains that).  A step during which
+ * loadgen itself fell behind its schedule measured loadgen, not the
+ * relay (LG_STEP_INVALID): it is run again, up to LG_SEARCH_MAX_INVALID
+ * times, and then counts as failed.  Once a load has
  * failed, the bracket [best passing, lowest failing] is bisected
  * geometrically `refine` times.  When the very first load fails, the
  * search steps down by `factor` until one passes (then bisects up), so a
@@ -32,6 +35,14 @@ double lg_search_next(lg_search_t *s, int verdict, const char **why) {
   double next;
   *why = NULL;
   if (verdict == LG_STEP_FATAL) { *why = "errors"; return 0; }
+  if (verdict == LG_STEP_INVALID) {
+    if (s->invalid < LG_SEARCH_MAX_INVALID) {
+      s->invalid++;
+      return s->cur;
+    }
+    verdict = LG_STEP_FAIL_HARD; /* loadgen cannot keep this load's schedule */
+  }
+  s->invalid = 0;
   if (verdict == LG_STEP_FAIL && !s->retried) { /* FAIL_HARD is not retried */
     s->retried = 1;
     return s->cur;

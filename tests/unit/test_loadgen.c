@@ -202,6 +202,22 @@ static void test_search_hard_fail_not_retried(void) {
         s.best == 100 && s.fail == 200, "a far-off failure counts at once (best 100, fail 200)");
 }
 
+static void test_search_invalid_rerun(void) {
+  lg_search_t s;
+  const char *why;
+  lg_search_init(&s, 100, 2, 1, 1e6, 0, 0);
+  step(&s, LG_STEP_PASS);
+  int same = 0;
+  for (int i = 0; i < LG_SEARCH_MAX_INVALID; i++) same += step(&s, LG_STEP_INVALID) == 200;
+  CHECK(same == LG_SEARCH_MAX_INVALID, "a step where loadgen was late is run again (%d times)", same);
+  CHECK(lg_search_next(&s, LG_STEP_INVALID, &why) == 0 && s.fail == 200 && s.best == 100,
+        "then it counts as failed, without the ordinary retry");
+  lg_search_init(&s, 100, 2, 1, 1e6, 0, 0);
+  step(&s, LG_STEP_PASS);
+  step(&s, LG_STEP_INVALID);
+  CHECK(step(&s, LG_STEP_PASS) == 400, "a valid pass after a late run goes on up");
+}
+
 static void test_search_bisects(void) {
   lg_search_t s;
   const char *why;
@@ -363,6 +379,7 @@ int main(void) {
   test_search_ramps_up();
   test_search_retries_once();
   test_search_hard_fail_not_retried();
+  test_search_invalid_rerun();
   test_search_bisects();
   test_search_steps_down();
   test_search_nothing_passes();
