@@ -56,7 +56,7 @@ while [ $# -gt 0 ]; do
     --overload) overload=1 ;;
     --cpu-quota) quota=$2; shift ;;
     --overload-mult) omult=$2; shift ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
