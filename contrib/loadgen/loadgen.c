@@ -990,7 +990,7 @@ static void saturate_step_done(lg_t *lg, uint64_t now) {
            p99 <= lg->o.p99_limit_ms && cls_ok && lg->win_delivered > 0;
   /* A failing step during which loadgen was late by half the limit or more
    * (its CPU taken by another process, or loadgen at its own limit) says
-   * little about the relay: it is run again (LG_STEP_INVALID). */
+   * little about the relay: it is run again once (LG_STEP_INVALID). */
   int late = !ok && lg_hist_pct(lg->lag, 99) / 1e6 >= lg->o.p99_limit_ms / 2;
   printf("{\"scenario\":\"saturate\",\"step\":%d,", lg->step);
   print_common(lg, stdout, &d, lg->o.step_secs);
