@@ -31,7 +31,8 @@
  *   buffer (one copy per receiver: the kernel copies it again anyway) and
  *   puts the receiver on a dirty list; at the end of the turn each dirty
  *   connection gets one send() of everything queued for it.  What the
- *   kernel does not take waits for the next EPOLLOUT edge.  A receiver
+ *   kernel does not take waits for the next EPOLLOUT edge; a buffer that
+ *   was fully sent is freed.  A receiver
  *   whose unsent bytes would exceed --max-out (default 64 MiB) is closed
  *   (1008): the bench should never reach it, a runaway must not eat the
  *   machine.
@@ -255,12 +256,13 @@ static void conn_flush(br_t *br, br_conn_t *c) {
     conn_kill(br, c);
     return;
   }
+  /* Nothing queued: the buffer goes, so an idle connection owns no memory
+   * but its struct (one malloc per turn of a busy one costs far less than
+   * its send()). */
   c->outoff = c->outlen = 0;
-  if (c->outcap > (1u << 20)) { /* a burst's buffer is not kept */
-    free(c->out);
-    c->out = NULL;
-    c->outcap = 0;
-  }
+  free(c->out);
+  c->out = NULL;
+  c->outcap = 0;
   if (c->state == BR_CLOSING) conn_kill(br, c);
 }
 
@@ -356,7 +358,9 @@ static void frames_in(br_t *br, br_conn_t *c, uint8_t *d, size_t n) {
       if (need > c->inlen) return;
       c->inlen = 0;
       frame_in(br, c, c->in, need);
-      if (c->incap > 65536) { free(c->in); c->in = NULL; c->incap = 0; }
+      free(c->in); /* an idle connection owns no buffer */
+      c->in = NULL;
+      c->incap = 0;
       continue;
     }
     size_t need = lg_ws_need(d, n, BR_MAX_MSG, &bad);
@@ -428,7 +432,8 @@ static void upgrade(br_t *br, br_conn_t *c, size_t hdr, uint8_t *tail, size_t tl
   char accept[29];
   lg_ws_accept(key, kl, accept);
   if (room_join(br, c, room, rl) != 0) { http_error(br, c, "503 Service Unavailable"); return; }
-  /* The request buffer becomes the output buffer, holding the response. */
+  /* The request buffer becomes the output buffer, holding the response
+   * (freed once it is sent). */
   int n = snprintf(req, c->incap, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
   c->out = c->in;
