@@ -362,7 +362,8 @@ def f(v, n=1):
     return "–" if v is None or v < 0 else ("%.*f" % (n, v))
 print("Overload: server held to %s%% of CPU 0 (cgroup CPU quota), loadgen on CPU 1; %s s; raw JSON in %s/results.tsv"
       % (quota, elapsed, outdir))
-for (t, case), ds in sorted(rows.items()):
+order = {"sat-call-quota": 0, "overload-clear": 1, "overload-encrypted": 2}
+for (t, case), ds in sorted(rows.items(), key=lambda kv: (kv[0][0] != "vcgate", kv[0][0], order.get(kv[0][1], 9))):
     d = ds[-1]
     if case == "sat-call-quota" and d.get("final"):
         print("\n%s: sustained under the quota: %s rooms of 5 (%s delivered msgs/s, p99 %s ms, stop: %s)"
@@ -385,9 +386,9 @@ for (t, case), ds in sorted(rows.items()):
               ("%gs x%g" % (p["secs"], p["mult"]), p["rooms_active"], f(p["latency_ms"]["p50"]),
                f(p["latency_ms"]["p99"]), p99("audio"), p99("video"), f(p["recovery_ms"], 0),
                frac("audio"), frac("video"), frac("video_key"), frac("control"), frac("key_exchange")))
-    print("  congestion notices: %d; last delivery %s ms after sending stopped; lost %d of %d; "
+    print("  congestion notices: %d; last delivery %s ms after sending stopped; lost %d of %d (all phases); "
           "p99 under %s ms again %s ms into the step-down" %
-          (d["congestion"], f(d["drain_ms"], 0), d["lost"], d["expected"], 50,
+          (d["congestion"], f(d["drain_ms"], 1), d["lost"], d["expected"], 50,
            f(d["recovery_ms"], 0) if d["recovery_ms"] >= 0 else "never (not within the phase)"))
     print("  p99 per 250 ms window (send time), ms: " +
           " ".join(f(w["p99"], 0) for w in d["windows"] if w["phase"] >= 0))

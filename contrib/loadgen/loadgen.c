@@ -578,8 +578,11 @@ static void count_sent(lg_t *lg, lg_conn_t *c, int kind, uint64_t now) {
     lg->n.c_expected[cls[i]] += others;
   }
   if (lg->phase == P_OVERLOAD) {
-    lg_phase_t *ph = &lg->phases[lg->ophase];
-    lg_win_t *w = &lg->wins[win_of(lg, lg->ophase, now)];
+    /* By send time, as deliveries are (the clock may cross into the next
+     * phase during one tick's sending). */
+    int p = phase_of(lg, now);
+    lg_phase_t *ph = &lg->phases[p];
+    lg_win_t *w = &lg->wins[win_of(lg, p, now)];
     ph->n.sent++;
     ph->n.expected += others;
     for (int i = 0; i < ncls; i++) {
@@ -856,7 +859,7 @@ static void report_overload(lg_t *lg) {
            w->delivered, win_p(w->all, 50), win_p(w->all, 99), win_p(w->audio, 99),
            win_p(w->video, 99), w->congestion);
   }
-  printf("],\"recovery_ms\":%.0f,\"drain_ms\":%.0f", phase_recovery(lg, lg->nphases - 1, 0),
+  printf("],\"recovery_ms\":%.0f,\"drain_ms\":%.1f", phase_recovery(lg, lg->nphases - 1, 0),
          lg->last_rx_ns > last->t1_ns ? (lg->last_rx_ns - last->t1_ns) / 1e6 : 0.0);
   print_rss(lg);
   printf(",\"aborted\":%s}\n", lg->aborted ? "true" : "false");
