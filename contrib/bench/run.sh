@@ -431,11 +431,12 @@ for line in open(res):
     except ValueError:
         continue
     if case.startswith("sat-") and not d.get("final"):
-        busy, srv = d.get("cpu_busy_pct", []), d.get("server_cpu_pct")
-        if t in ("vcgate", "bare", "node", "vcgate-wt") and busy and srv is not None:
+        busy, irq, srv = d.get("cpu_busy_pct", []), d.get("cpu_irq_pct", []), d.get("server_cpu_pct")
+        if t in ("vcgate", "bare", "node", "vcgate-wt") and busy and irq and srv is not None:
+            # CPU 0's busy time that is neither the server's nor interrupts.
             s = shared.setdefault(t, [0, 0])
             s[0] += 1
-            s[1] += busy[0] - srv >= 25
+            s[1] += busy[0] - irq[0] - srv >= 25
         continue
     rows.setdefault((t, case), []).append(d)
 
@@ -497,8 +498,8 @@ print("  %-34s vcgate %s / bare %s / Node %s" % ("idle connection RSS (bytes):",
                                                 fmt(med("bare", "connections", f)), fmt(med("node", "connections", f))))
 noisy = ["%s %d of %d" % (t, n, m) for t, (m, n) in sorted(shared.items()) if n]
 if noisy:
-    print("  search steps with CPU 0 busier than the server by >= 25 points (another process on the"
-          " server's core: those figures are low): " + ", ".join(noisy))
+    print("  search steps where other processes used >= 25% of CPU 0 (busy minus irq minus the server;"
+          " those figures are low): " + ", ".join(noisy))
 print()
 
 metrics = [

@@ -104,14 +104,15 @@ typedef struct {
 #define LG_MAX_CPUS 16
 typedef struct {
   int ncpu;
-  unsigned long long busy[LG_MAX_CPUS], total[LG_MAX_CPUS], steal[LG_MAX_CPUS];
+  unsigned long long busy[LG_MAX_CPUS], total[LG_MAX_CPUS], steal[LG_MAX_CPUS], irq[LG_MAX_CPUS];
   unsigned long long server_ticks;
   uint64_t t_ns;
 } lg_cpu_t;
 
 typedef struct {
   int ncpu;
-  double busy[LG_MAX_CPUS], steal[LG_MAX_CPUS], server; /* server < 0: unknown */
+  double busy[LG_MAX_CPUS], steal[LG_MAX_CPUS], irq[LG_MAX_CPUS];
+  double server; /* < 0: unknown */
 } lg_cpu_out_t;
 
 /* Server RSS sampled once a second while measuring: a least-squares slope
@@ -239,6 +240,7 @@ static void cpu_sample(lg_cpu_t *c, long server_pid) {
       c->total[c->ncpu] = tot;
       c->busy[c->ncpu] = tot - v[3] - v[4] - v[7];
       c->steal[c->ncpu] = v[7];
+      c->irq[c->ncpu] = v[5] + v[6]; /* irq + softirq: not charged to any process */
       c->ncpu++;
     }
     fclose(f);
@@ -265,6 +267,8 @@ static void cpu_out_print(const lg_cpu_out_t *o, FILE *f, const char *prefix) {
   for (int i = 0; i < o->ncpu; i++) fprintf(f, "%s%.1f", i ? "," : "", o->busy[i]);
   fprintf(f, "],\"%scpu_steal_pct\":[", prefix);
   for (int i = 0; i < o->ncpu; i++) fprintf(f, "%s%.1f", i ? "," : "", o->steal[i]);
+  fprintf(f, "],\"%scpu_irq_pct\":[", prefix);
+  for (int i = 0; i < o->ncpu; i++) fprintf(f, "%s%.1f", i ? "," : "", o->irq[i]);
   fprintf(f, "]");
   if (o->server >= 0) fprintf(f, ",\"%sserver_cpu_pct\":%.1f", prefix, o->server);
 }
@@ -289,6 +293,7 @@ static void cpu_print(lg_t *lg, FILE *f) {
     unsigned long long dt = now.total[i] - lg->cpu0.total[i];
     o->busy[i] = dt ? 100.0 * (double)(now.busy[i] - lg->cpu0.busy[i]) / (double)dt : 0.0;
     o->steal[i] = dt ? 100.0 * (double)(now.steal[i] - lg->cpu0.steal[i]) / (double)dt : 0.0;
+    o->irq[i] = dt ? 100.0 * (double)(now.irq[i] - lg->cpu0.irq[i]) / (double)dt : 0.0;
     o->ncpu = i + 1;
   }
   double secs = (now.t_ns - lg->cpu0.t_ns) / 1e9;
