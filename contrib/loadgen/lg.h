@@ -111,7 +111,7 @@ void lg_call_packet(int st, uint32_t sender, uint64_t n, int *kind, size_t *size
 /* The saturation search (search.c): the load of the next step from the
  * verdict of the last one. */
 enum { LG_STEP_PASS, LG_STEP_FAIL, LG_STEP_FAIL_HARD, LG_STEP_INVALID, LG_STEP_FATAL };
-#define LG_SEARCH_MAX_INVALID 1
+#define LG_SEARCH_MAX_INVALID 2
 typedef struct {
   double cur;         /* load of the step being run */
   double best, fail;  /* highest passing, lowest failing load (0: none yet) */

@@ -54,6 +54,7 @@ typedef struct {
   double rate, duration, warmup, step_secs, step_factor, grace, max_seconds;
   double connect_timeout, p99_limit_ms, max_rate, min_rate, drain_max;
   long server_pid;
+  long server_cpu; /* the CPU the server is pinned to, or -1 */
   int media_kind;  /* flat shape: LG_K_VIDEO or LG_K_AUDIO */
   int encrypted;   /* media sealed like E2EE ciphertext */
   long active;     /* call shape: rooms sending (saturate: the first step; overload: 1x) */
@@ -998,11 +999,18 @@ static void saturate_step_done(lg_t *lg, uint64_t now) {
            p99 <= lg->o.p99_limit_ms && cls_ok && lg->win_delivered > 0;
   /* A failing step during which loadgen was late by half the limit or more
    * (its CPU taken by another process, or loadgen at its own limit) says
-   * little about the relay: it is run again once (LG_STEP_INVALID). */
+   * little about the relay: it is run again (LG_STEP_INVALID). */
   int late = !ok && lg_hist_pct(lg->lag, 99) / 1e6 >= lg->o.p99_limit_ms / 2;
   printf("{\"scenario\":\"saturate\",\"step\":%d,", lg->step);
   print_common(lg, stdout, &d, lg->o.step_secs);
-  printf(",\"ok\":%s,\"loadgen_late\":%s}\n", ok ? "true" : "false", late ? "true" : "false");
+  /* Likewise when other processes took a quarter of the server's CPU
+   * (--server-cpu: busy minus interrupts minus the server). */
+  const lg_cpu_out_t *co = &lg->cpu_out;
+  long sc = lg->o.server_cpu;
+  int shared = !ok && sc >= 0 && sc < co->ncpu && co->server >= 0 &&
+               co->busy[sc] - co->irq[sc] - co->server >= 25;
+  printf(",\"ok\":%s,\"loadgen_late\":%s,\"server_cpu_shared\":%s}\n", ok ? "true" : "false",
+         late ? "true" : "false", shared ? "true" : "false");
   fflush(stdout);
   if (ok && lg->search.cur >= lg->search.best) {
     lg->best_cpu = lg->cpu_out;
@@ -1019,7 +1027,7 @@ static void saturate_step_done(lg_t *lg, uint64_t now) {
   /* Far over the limit, or more than 1% lost: an overload, not a stall;
    * no retry (it would only feed the relay's backlog). */
   int hard = p99 > 10 * lg->o.p99_limit_ms || lost * 100 > d.expected;
-  int verdict = ok ? LG_STEP_PASS : errors ? LG_STEP_FATAL : late ? LG_STEP_INVALID
+  int verdict = ok ? LG_STEP_PASS : errors ? LG_STEP_FATAL : late || shared ? LG_STEP_INVALID
                 : hard ? LG_STEP_FAIL_HARD : LG_STEP_FAIL;
   double next = lg_search_next(&lg->search, verdict, &why);
   if (next <= 0) {
@@ -1248,6 +1256,8 @@ static void usage(FILE *f) {
     "                      (default 10:2,5:0.5)\n"
     "  --window-ms MS      overload: latency window (default 250)\n"
     "  --server-pid PID    report the server's VmRSS (connections: per connection)\n"
+    "  --server-cpu N      saturate: the server is pinned to CPU N; a failing step during\n"
+    "                      which other processes took >= 25%% of it is run again once\n"
     "  --src-spread N      bind connection i to 127.0.0.(1+i/N) (default 20000; 0 = off)\n"
     "  --inflight N        concurrent handshakes (default 256)\n"
     "  --max-out BYTES     per-connection unsent buffer bound (default 8388608)\n"
@@ -1296,7 +1306,7 @@ static int parse_opts(lg_opts_t *o, int argc, char **argv) {
     {"max-out", 1, 0, 9}, {"connect-timeout", 1, 0, 10}, {"max-seconds", 1, 0, 11},
     {"refine", 1, 0, 12}, {"shape", 1, 0, 13}, {"active", 1, 0, 14}, {"encrypted", 0, 0, 15},
     {"phases", 1, 0, 16}, {"window-ms", 1, 0, 17}, {"min-rate", 1, 0, 18},
-    {"drain-max", 1, 0, 19},
+    {"drain-max", 1, 0, 19}, {"server-cpu", 1, 0, 20},
     {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   memset(o, 0, sizeof *o);
   o->rooms = o->participants = o->senders = o->connections = o->size = o->active = -1;
@@ -1304,7 +1314,7 @@ static int parse_opts(lg_opts_t *o, int argc, char **argv) {
   o->step_secs = 5; o->step_factor = 1.25; o->max_seconds = 300;
   o->connect_timeout = 30; o->p99_limit_ms = 50; o->max_rate = 1e6; o->min_rate = 1;
   o->media_kind = LG_K_VIDEO; o->src_spread = 20000; o->inflight = 256; o->max_out = 8 << 20;
-  o->window_ms = 250; o->drain_max = 30;
+  o->window_ms = 250; o->drain_max = 30; o->server_cpu = -1;
   parse_phases(o, "10:2,5:0.5");
   int ch, shape = -1;
   while ((ch = getopt_long(argc, argv, "u:s:R:P:S:N:b:r:d:w:g:qh", lo, NULL)) != -1) {
@@ -1362,6 +1372,7 @@ static int parse_opts(lg_opts_t *o, int argc, char **argv) {
     case 17: o->window_ms = atof(optarg); break;
     case 18: o->min_rate = atof(optarg); break;
     case 19: o->drain_max = atof(optarg); break;
+    case 20: o->server_cpu = atol(optarg); break;
     case 'q': o->quiet = 1; break;
     case 'h': usage(stdout); exit(0);
     default: usage(stderr); return -1;

@@ -5,10 +5,11 @@
  * Up by `factor` while steps pass; a failing step is run once more before
  * it counts (one hypervisor stall can spoil a step), unless it failed by
  * far (LG_STEP_FAIL_HARD: no stall explains that).  A step during which
- * loadgen itself fell behind its schedule measured loadgen, not the
- * relay (LG_STEP_INVALID): it is run again, up to LG_SEARCH_MAX_INVALID
- * times, and then counts as failed by far (a loadgen at its own limit is
- * late every time; reruns would only spend the run's time).  Once a load has
+ * loadgen itself fell behind its schedule, or other processes took the
+ * server's CPU, measured the machine, not the relay (LG_STEP_INVALID): it
+ * is run again, up to LG_SEARCH_MAX_INVALID times, and then counts as
+ * failed by far (a loadgen at its own limit is late every time; more
+ * reruns would only spend the run's time).  Once a load has
  * failed, the bracket [best passing, lowest failing] is bisected
  * geometrically `refine` times.  When the very first load fails, the
  * search steps down by `factor` until one passes (then bisects up), so a
