@@ -866,6 +866,11 @@ static void wt_flush(lg_conn_t *c) {
   if (c->tp) wt_flush_w(c->tp);
 }
 
+static size_t wt_pending(lg_conn_t *c) {
+  wt_t *w = c->tp;
+  return w ? w->out_bytes : 0;
+}
+
 static void wt_close(lg_conn_t *c) {
   wt_t *w = c->tp;
   if (!w || w->closing) return;
@@ -888,5 +893,6 @@ const lg_transport_t lg_wt_transport = {
   .send = wt_send,
   .flush = wt_flush,
   .close = wt_close,
+  .pending = wt_pending,
   .free = NULL,
 };
