@@ -171,6 +171,11 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
   /* From here on every failure goes through vcg__ws_teardown(), which
    * closes this handle before inst is freed. */
   vcg__ws_flush_init(inst);
+  inst->rdbuf = malloc(WS_RD_BUF);
+  if (inst->rdbuf == NULL) {
+    vcg__ws_teardown(inst, NULL);
+    return VCG_ENOMEM;
+  }
   inst->batch_max = WS_BATCH_BYTES;
   if (conf->notsent_lowat > 0 && (uint64_t)conf->notsent_lowat < WS_BATCH_BYTES)
     inst->batch_max = (size_t)conf->notsent_lowat;

@@ -9,7 +9,8 @@
  *   ws_http.c    what a request gets: the upgrade judgement (the host's
  *                lobby), /.well-known/vcgate, small HTTP replies
  *   ws_files.c   static files under webroot
- *   ws_in.c      inbound messages: reassembly, size limits, delivery
+ *   ws_in.c      inbound messages: our strict frame reader on ws://, lws's
+ *                callbacks on wss://, reassembly, size limits, delivery
  *   ws_out.c     one connection's state, its output queue, framing and the
  *                end-of-turn flush, and its close handshake
  *   websocket.c  options, configure(), the vtable
@@ -54,6 +55,9 @@
 /* Bytes of framed messages handed to lws (one send()) per callback, at
  * most; with notsent_lowat a batch is no larger than it (see ws_out.c). */
 #define WS_BATCH_BYTES (256u * 1024u)
+/* Bytes our ws:// reader takes per recv() (ws_in.c), into one buffer per
+ * instance. */
+#define WS_RD_BUF (64u * 1024u)
 /* Connections accepted per readiness event of the listen socket. */
 #define WS_ACCEPT_BUDGET 64
 /* Largest single send() lws attempts; above any message size so a message
@@ -152,6 +156,7 @@ struct vcg_instance {
   uint8_t *sendbuf;
   size_t sendbuf_cap;
   size_t batch_max;            /* bytes per batch: WS_BATCH_BYTES or less */
+  uint8_t *rdbuf;              /* WS_RD_BUF bytes for ws_in.c's reader (owned) */
 
   int draining;
   int stopping;
@@ -163,6 +168,7 @@ struct vcg_instance {
 };
 
 typedef struct ws_peek ws_peek_t;
+typedef struct ws_rd ws_rd_t;
 
 struct ws_conn {
   ws_conn_t *prev, *next;      /* in inst->conns */
@@ -175,6 +181,9 @@ struct ws_conn {
   ws_peek_t *peek;             /* while we wait for the request line (owned) */
   char *target;                /* the first request's raw target (owned);
                                   NULL on TLS, or once a request used it */
+  uint32_t head_len;           /* bytes of the first request's head, as
+                                  peeked (0 on TLS) */
+  ws_rd_t *rd;                 /* our reader once upgraded on ws:// (owned) */
   union {
     struct sockaddr sa;
     struct sockaddr_in in;
@@ -202,6 +211,7 @@ struct ws_conn {
   unsigned established : 1;    /* the upgrade completed */
   unsigned closing : 1;        /* close requested: no more data written */
   unsigned close_sent : 1;     /* our close frame is out, awaiting the echo */
+  unsigned peer_closed : 1;    /* the client sent its close: hang up after ours */
   uint16_t close_code;
   char close_reason[124];      /* RFC 6455: reason <= 123 bytes */
 };
@@ -268,9 +278,20 @@ int vcg__ws_files_serve(vcg_instance_t *inst, struct lws *wsi,
 
 /* ---------------------------------------------------- ws_in.c */
 
-/* LWS_CALLBACK_RECEIVE: one piece of a message. */
+/* LWS_CALLBACK_RECEIVE: one piece of a message (lws's reader). */
 int vcg__ws_on_receive(vcg_instance_t *inst, ws_conn_t *c, const void *in,
                        size_t len);
+/* LWS_CALLBACK_WS_PEER_INITIATED_CLOSE (lws's reader): check the client's
+ * close frame; returns what the callback returns. */
+int vcg__ws_peer_close(vcg_instance_t *inst, ws_conn_t *c, const void *in,
+                       size_t len);
+/* At ESTABLISHED on ws://: read the socket ourselves from now on, when lws
+ * holds none of its bytes. */
+void vcg__ws_rd_start(ws_conn_t *c);
+/* Stop our reader (CLOSED, WSI_DESTROY).  Idempotent. */
+void vcg__ws_rd_stop(ws_conn_t *c);
+/* The connection is writable: send what our reader owes (a PONG). */
+void vcg__ws_rd_writeable(ws_conn_t *c);
 
 /* ---------------------------------------------------- ws_out.c */
 
@@ -284,6 +305,9 @@ void vcg__ws_conn_free(ws_conn_t *c);
 /* Mark c closing with code and reason; the close frame is written by
  * vcg__ws_on_writeable().  Idempotent. */
 void vcg__ws_conn_begin_close(ws_conn_t *c, int code, const char *reason);
+/* Close the socket now, without a close frame, from outside lws's
+ * callbacks; WSI_DESTROY follows. */
+void vcg__ws_conn_kill(ws_conn_t *c);
 /* Close from inside a RECEIVE callback: returns -1 for the callback. */
 int vcg__ws_conn_close_now(ws_conn_t *c, int code, const char *reason);
 /* Queue one packet reference for c (the vtable's send()). */

@@ -16,9 +16,11 @@
  * turns '+' into a space, decodes %XX, collapses "//" and resolves "/../",
  * lib/roles/http/parsers.c lws_parse_urldecode()).  So on plaintext
  * connections we read the request line ourselves before lws sees the
- * socket: recv(MSG_PEEK) until its line end, bounded by max_header_size and
- * by upgrade_timeout, keep the raw target with the connection, and then adopt
- * the socket, from which lws reads the same bytes.  A line that has not
+ * socket: recv(MSG_PEEK) until the end of the request's head (its first
+ * line for the target, the whole head for ws_in.c's takeover check),
+ * bounded by max_header_size and by upgrade_timeout, keep the raw target
+ * with the connection, and then adopt the socket, from which lws reads
+ * the same bytes.  A line that has not
  * arrived whole sets SO_RCVLOWAT one byte above what is there, so the
  * level-triggered poll wakes only when more has come instead of at every
  * loop turn.  On wss:// the bytes are ciphertext: ws_http.c rebuilds the
@@ -183,9 +185,7 @@ static void ws_sweep_cb(uv_timer_t *t) {
     if (c->wsi == NULL)
       ws_drop(c, 0, NULL);
     else
-      /* lws closes it on its next timer pass, outside this callback;
-       * WSI_DESTROY then frees c and its slot. */
-      lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, LWS_TO_KILL_ASYNC);
+      vcg__ws_conn_kill(c); /* WSI_DESTROY then frees c and its slot */
   }
   ws_sweep_arm(inst);
 }
@@ -223,11 +223,28 @@ static void ws_adopt(ws_conn_t *c) {
   vcg__ws_conn_bind(c, wsi);
 }
 
+/* The socket holds n bytes and not yet what we wait for: refuse with
+ * status when n already fills max_header_size, else wake only once more
+ * has come.  Returns what ws_peek_try() returns. */
+static int ws_peek_wait(ws_conn_t *c, size_t n, unsigned status,
+                        const char *why) {
+  int lowat = (int)n + 1;
+
+  if (n >= (size_t)c->inst->conf->max_header_size) {
+    ws_drop(c, status, why);
+    return 1;
+  }
+  if (c->peek != NULL &&
+      setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0)
+    c->peek->lowat = lowat;
+  return 0;
+}
+
 /* Look for the request line in what the socket holds.  Returns 1 when c
  * was adopted or dropped, 0 to keep waiting. */
 static int ws_peek_try(ws_conn_t *c) {
   vcg_instance_t *inst = c->inst;
-  size_t cap = (size_t)inst->conf->max_header_size, toff, tlen, linelen;
+  size_t cap = (size_t)inst->conf->max_header_size, toff, tlen, linelen, hl;
   ssize_t n = recv(c->fd, inst->peekbuf, cap, MSG_PEEK | MSG_DONTWAIT);
   const char *why;
   int r;
@@ -243,23 +260,18 @@ static int ws_peek_try(ws_conn_t *c) {
     ws_drop(c, 400, "bad request line");
     return 1;
   }
-  if (r == VCG_EAGAIN) {
-    int lowat = (int)n + 1;
-
-    if ((size_t)n >= cap) {
-      ws_drop(c, 414, "request line too long");
-      return 1;
-    }
-    if (c->peek != NULL &&
-        setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0)
-      c->peek->lowat = lowat;
-    return 0;
-  }
+  if (r == VCG_EAGAIN)
+    return ws_peek_wait(c, (size_t)n, 414, "request line too long");
   why = vcg__ws_target_check(inst->peekbuf + toff, tlen);
   if (why != NULL) {
     ws_drop(c, 400, why);
     return 1;
   }
+  /* The whole head, for ws_in.c to tell whether lws read past it. */
+  hl = vcg__ws_head_len(inst->peekbuf, (size_t)n);
+  if (hl == 0)
+    return ws_peek_wait(c, (size_t)n, 431, "request headers too large");
+  c->head_len = (uint32_t)hl;
   c->target = malloc(tlen + 1);
   if (c->target == NULL) {
     ws_drop(c, 503, "out of memory");
