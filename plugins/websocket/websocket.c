@@ -57,6 +57,17 @@ static const vcg_option_t ws_options[] = {
                  "(TCP_NOTSENT_LOWAT), so that old video waits in the "
                  "queue, where it is dropped past its deadline, not in the "
                  "kernel; 0 leaves the kernel's default"),
+  /* A message that arrives in pieces is held until its last one; a client
+   * that starts one and stalls pins what it sent.  The budget is shared by
+   * every worker of the process, the timeout bounds how long one piece of
+   * it is held. */
+  VCG_OPTION_INT(ws_conf_t, reassembly_budget, "reassembly_budget", 67108864,
+                 65536, INT64_C(17179869184), "bytes all connections of the "
+                 "process may hold in unfinished messages; a connection "
+                 "that needs more is closed with 1009"),
+  VCG_OPTION_INT(ws_conf_t, message_timeout, "message_timeout", 10000, 100,
+                 3600000, "ms a message may take from its first byte to its "
+                 "last; an unfinished one is then closed with 1008"),
   VCG_OPTION_STRING(ws_conf_t, webroot, "webroot", VCG_WS_WEBROOT,
                     "folder of static files served at / to plain GET and "
                     "HEAD requests (\"\" serves none)"),
@@ -125,12 +136,19 @@ static int ws_init(const vcg_host_api_t *host, const void *vconf,
   const ws_conf_t *c = vconf;
   struct stat st;
 
+  *state = calloc(1, sizeof(**state));
+  if (*state == NULL)
+    return VCG_ENOMEM;
+  atomic_init(&(*state)->rx_used, 0);
   vcg__ws_log_init(c);
   if (c->webroot && c->webroot[0] && stat(c->webroot, &st) != 0)
     host->log(NULL, NULL, VCG_LOG_WARN, "webroot %s: %s; / serves nothing "
               "until it exists", c->webroot, strerror(errno));
-  *state = NULL;
   return 0;
+}
+
+static void ws_fini(vcg_plugin_state_t *state) {
+  free(state);
 }
 
 /* ----------------------------------------------------------- vtable */
@@ -142,11 +160,11 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
   vcg_instance_t *inst;
   int r;
 
-  (void)state;
   inst = calloc(1, sizeof(*inst));
   if (inst == NULL)
     return VCG_ENOMEM;
   inst->host = host;
+  inst->state = state;
   inst->w = w;
   inst->conf = conf;
   inst->loop = host->loop(w);
@@ -171,6 +189,7 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
   /* From here on every failure goes through vcg__ws_teardown(), which
    * closes this handle before inst is freed. */
   vcg__ws_flush_init(inst);
+  vcg__ws_in_init(inst);
   inst->rdbuf = malloc(WS_RD_BUF);
   if (inst->rdbuf == NULL) {
     vcg__ws_teardown(inst, NULL);
@@ -220,6 +239,7 @@ static void ws_close(vcg_instance_t *inst, void *conn, int why,
 static const vcg_transport_ops_t ws_ops = {
   .configure = ws_configure,
   .init = ws_init,
+  .fini = ws_fini,
   .start = ws_start,
   .drain = ws_drain,
   .stop = ws_stop,

@@ -67,7 +67,7 @@ struct ws_rd {
   uint8_t pong[125];           /* the PONG owed for the latest PING */
 };
 
-/* ------------------------------------------------------- messages */
+/* ------------------------------------------------------- liveness */
 
 /* Any frame is proof of life, as a PONG would be.  Reported at most once a
  * second (the ping and idle policies count in seconds): lws keeps validity
@@ -82,13 +82,93 @@ static void ws_alive(vcg_instance_t *inst, ws_conn_t *c) {
   }
 }
 
+/* ------------------------------------------- unfinished messages */
+
+void vcg__ws_msg_reset(ws_conn_t *c) {
+  if (c->rxcap > 0)
+    atomic_fetch_sub(&c->inst->state->rx_used, c->rxcap);
+  free(c->rx);
+  c->rx = NULL;
+  c->rxlen = c->rxcap = 0;
+  vcg__ws_dl_remove(&c->inst->messages, &c->msg_node);
+}
+
+static void ws_rd_fail(ws_rd_t *rd, int code, const char *why);
+
+/* A message still unfinished message_timeout after it started. */
+static void ws_msg_expired(vcg_instance_t *inst, ws_dl_node_t *n) {
+  ws_conn_t *c = WS_CONN_OF(n, msg_node);
+  static const char why[] = "message not completed in time";
+
+  inst->host->log(inst->w, c->s, VCG_LOG_INFO, "a message unfinished after "
+                  "%lld ms (%zu bytes held): closing with 1008",
+                  (long long)inst->conf->message_timeout, c->rxlen);
+  inst->host->counter_add(inst->w, "message_timeouts", 1);
+  vcg__ws_msg_reset(c);
+  if (c->rd != NULL)
+    ws_rd_fail(c->rd, 1008, why);
+  else
+    vcg__ws_conn_begin_close(c, 1008, why);
+}
+
+void vcg__ws_in_init(vcg_instance_t *inst) {
+  vcg__ws_dl_init(inst, &inst->messages, (uint64_t)inst->conf->message_timeout,
+                  ws_msg_expired);
+}
+
+void vcg__ws_in_close(vcg_instance_t *inst) {
+  vcg__ws_dl_close(&inst->messages);
+}
+
+/* Grow c's reassembly buffer to hold need bytes, within the process-wide
+ * budget.  Memory follows what arrived, not what a frame header declares,
+ * so a client that announces a large frame and stalls holds only what it
+ * sent.  Returns 0 or a close code (1009 over the budget, 1011). */
+static int ws_msg_grow(vcg_instance_t *inst, ws_conn_t *c, size_t need,
+                       size_t max) {
+  size_t ncap = c->rxcap ? c->rxcap * 2 : 8192, add, used;
+  uint8_t *nb;
+
+  while (ncap < need)
+    ncap *= 2;
+  if (ncap > max)
+    ncap = max;
+  add = ncap - c->rxcap;
+  used = atomic_fetch_add(&inst->state->rx_used, add) + add;
+  if (used > (size_t)inst->conf->reassembly_budget) {
+    atomic_fetch_sub(&inst->state->rx_used, add);
+    inst->host->counter_add(inst->w, "reassembly_over_budget", 1);
+    inst->host->log(inst->w, c->s, VCG_LOG_INFO, "unfinished messages hold "
+                    "the whole reassembly budget (%lld bytes): closing with 1009",
+                    (long long)inst->conf->reassembly_budget);
+    return 1009;
+  }
+  nb = realloc(c->rx, ncap);
+  if (nb == NULL) {
+    atomic_fetch_sub(&inst->state->rx_used, add);
+    return 1011;
+  }
+  c->rx = nb;
+  c->rxcap = ncap;
+  return 0;
+}
+
+/* ------------------------------------------------------- messages */
+
+/* The reason sent with a close code of ws_msg_piece(). */
+static const char *ws_msg_why(int code) {
+  return code == 1011 ? "out of memory" : "message too big";
+}
+
 /* One piece of a binary message: the first of the message, the last, and
  * how many more bytes the current frame still holds.  Returns 0, or the
- * close code the connection must end with (1009 too big, 1011 no memory). */
+ * close code the connection must end with (1009 too big or over the
+ * reassembly budget, 1011 no memory). */
 static int ws_msg_piece(vcg_instance_t *inst, ws_conn_t *c, const uint8_t *in,
                         size_t len, int first, int final, uint64_t remaining) {
   const vcg_host_api_t *host = inst->host;
   size_t max = host->max_message_size(inst->w);
+  int r;
 
   if (first && final && c->rxlen == 0) {
     /* Whole message in one piece: deliver in place, no copy. */
@@ -101,29 +181,18 @@ static int ws_msg_piece(vcg_instance_t *inst, ws_conn_t *c, const uint8_t *in,
     c->rxlen = 0;
   if (c->rxlen + len > max || remaining > max - c->rxlen - len)
     goto too_big;
-  if (c->rxcap < c->rxlen + len) {
-    size_t ncap = c->rxcap ? c->rxcap : 8192;
-    uint8_t *nb;
-
-    while (ncap < c->rxlen + len + remaining)
-      ncap *= 2;
-    if (ncap > max)
-      ncap = max;
-    nb = realloc(c->rx, ncap);
-    if (nb == NULL)
-      return 1011;
-    c->rx = nb;
-    c->rxcap = ncap;
-  }
+  if (c->rxcap < c->rxlen + len &&
+      (r = ws_msg_grow(inst, c, c->rxlen + len, max)) != 0)
+    return r;
+  if (c->msg_node.due == 0)
+    vcg__ws_dl_add(&c->inst->messages, &c->msg_node); /* it starts now */
   memcpy(c->rx + c->rxlen, in, len);
   c->rxlen += len;
   if (!final)
     return 0;
   host->session_deliver(c->s, c->rx, c->rxlen);
   /* Idle connections keep no reassembly memory. */
-  free(c->rx);
-  c->rx = NULL;
-  c->rxlen = c->rxcap = 0;
+  vcg__ws_msg_reset(c);
   return 0;
 
 too_big:
@@ -150,8 +219,7 @@ int vcg__ws_on_receive(vcg_instance_t *inst, ws_conn_t *c, const void *in,
                    lws_is_final_fragment(c->wsi),
                    lws_remaining_packet_payload(c->wsi));
   if (r != 0)
-    return vcg__ws_conn_close_now(c, r, r == 1009 ? "message too big"
-                                                 : "out of memory");
+    return vcg__ws_conn_close_now(c, r, ws_msg_why(r));
   return 0;
 }
 
@@ -325,7 +393,7 @@ static void ws_rd_payload(ws_rd_t *rd, uint8_t *p, size_t n) {
     r = ws_msg_piece(c->inst, c, p, n, rd->f.opcode == 2 && rd->off == 0,
                      rd->f.fin && last, rd->left - n);
     if (r != 0)
-      ws_rd_fail(rd, r, r == 1009 ? "message too big" : "out of memory");
+      ws_rd_fail(rd, r, ws_msg_why(r));
   }
   rd->off += n;
   rd->left -= n;

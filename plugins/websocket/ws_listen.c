@@ -59,61 +59,12 @@ struct ws_peek {
 
 /* --------------------------------------------------------- deadlines */
 
-static void ws_sweep_cb(uv_timer_t *t);
-
-/* Arm the sweep timer for the oldest socket not yet upgraded. */
-static void ws_sweep_arm(vcg_instance_t *inst) {
-  uint64_t now, due;
-
-  if (!inst->sweep_open)
-    return;
-  if (inst->up_head == NULL) {
-    uv_timer_stop(&inst->sweep);
-    return;
-  }
-  now = uv_now(inst->loop);
-  due = inst->up_head->deadline;
-  uv_timer_start(&inst->sweep, ws_sweep_cb, due > now ? due - now : 0, 0);
-}
-
-/* Start c's upgrade deadline; every socket gets the same timeout, so the
- * list stays sorted by appending. */
-static void ws_upgrade_track(ws_conn_t *c, uint64_t timeout_ms) {
-  vcg_instance_t *inst = c->inst;
-
-  c->deadline = uv_now(inst->loop) + timeout_ms;
-  c->in_up = 1;
-  c->unext = NULL;
-  c->uprev = inst->up_tail;
-  if (inst->up_tail)
-    inst->up_tail->unext = c;
-  else
-    inst->up_head = c;
-  inst->up_tail = c;
-  if (inst->up_head == c)
-    ws_sweep_arm(inst);
-}
-
 void vcg__ws_upgrade_restart(ws_conn_t *c) {
-  vcg__ws_upgrade_done(c);
-  ws_upgrade_track(c, (uint64_t)c->inst->conf->upgrade_timeout);
+  vcg__ws_dl_add(&c->inst->upgrades, &c->up_node);
 }
 
 void vcg__ws_upgrade_done(ws_conn_t *c) {
-  vcg_instance_t *inst = c->inst;
-
-  if (!c->in_up)
-    return;
-  c->in_up = 0;
-  if (c->uprev)
-    c->uprev->unext = c->unext;
-  else
-    inst->up_head = c->unext;
-  if (c->unext)
-    c->unext->uprev = c->uprev;
-  else
-    inst->up_tail = c->uprev;
-  c->uprev = c->unext = NULL;
+  vcg__ws_dl_remove(&c->inst->upgrades, &c->up_node);
 }
 
 /* --------------------------------------------------- before adoption */
@@ -170,24 +121,18 @@ static void ws_drop(ws_conn_t *c, unsigned status, const char *body) {
   vcg__ws_conn_free(c);
 }
 
-static void ws_sweep_cb(uv_timer_t *t) {
-  vcg_instance_t *inst = t->data;
-  uint64_t now = uv_now(inst->loop);
+/* A socket still without its upgrade upgrade_timeout after its accept. */
+static void ws_upgrade_expired(vcg_instance_t *inst, ws_dl_node_t *n) {
+  ws_conn_t *c = WS_CONN_OF(n, up_node);
 
-  while (inst->up_head != NULL && inst->up_head->deadline <= now) {
-    ws_conn_t *c = inst->up_head;
-
-    vcg__ws_upgrade_done(c);
-    inst->host->log(inst->w, NULL, VCG_LOG_DEBUG,
-                    "no upgrade within %lld ms: closing",
-                    (long long)inst->conf->upgrade_timeout);
-    inst->host->counter_add(inst->w, "upgrade_timeouts", 1);
-    if (c->wsi == NULL)
-      ws_drop(c, 0, NULL);
-    else
-      vcg__ws_conn_kill(c); /* WSI_DESTROY then frees c and its slot */
-  }
-  ws_sweep_arm(inst);
+  inst->host->log(inst->w, NULL, VCG_LOG_DEBUG,
+                  "no upgrade within %lld ms: closing",
+                  (long long)inst->conf->upgrade_timeout);
+  inst->host->counter_add(inst->w, "upgrade_timeouts", 1);
+  if (c->wsi == NULL)
+    ws_drop(c, 0, NULL);
+  else
+    vcg__ws_conn_kill(c); /* WSI_DESTROY then frees c and its slot */
 }
 
 void vcg__ws_slot_release(ws_conn_t *c) {
@@ -358,7 +303,7 @@ static void ws_accepted(vcg_instance_t *inst, int fd,
 
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
   }
-  ws_upgrade_track(c, (uint64_t)inst->conf->upgrade_timeout);
+  vcg__ws_dl_add(&inst->upgrades, &c->up_node);
   if (inst->tls)
     ws_adopt(c);
   else
@@ -396,10 +341,7 @@ void vcg__ws_listen_stop(vcg_instance_t *inst) {
     if (c->wsi == NULL)
       ws_drop(c, 0, NULL);
   }
-  if (inst->sweep_open) {
-    inst->sweep_open = 0;
-    uv_close((uv_handle_t *)&inst->sweep, NULL);
-  }
+  vcg__ws_dl_close(&inst->upgrades);
 }
 
 static void ws_on_accept(uv_poll_t *h, int status, int events) {
@@ -500,9 +442,8 @@ int vcg__ws_listen_open(vcg_instance_t *inst) {
     return r; /* lfd closed by the caller's cleanup */
   inst->lpoll.data = inst;
   inst->lpoll_open = 1;
-  uv_timer_init(inst->loop, &inst->sweep);
-  inst->sweep.data = inst;
-  inst->sweep_open = 1;
+  vcg__ws_dl_init(inst, &inst->upgrades, (uint64_t)inst->conf->upgrade_timeout,
+                  ws_upgrade_expired);
   r = uv_poll_start(&inst->lpoll, UV_READABLE, ws_on_accept);
   return r;
 }

@@ -297,8 +297,10 @@ void vcg__ws_teardown(vcg_instance_t *inst, vcg_stopped_cb cb) {
   inst->stopping = 1;
   inst->stop_cb = cb;
   vcg__ws_listen_stop(inst);
-  /* Closed before the reaper: its close runs first, so inst outlives it. */
+  /* Closed before the reaper: their closes run first, so inst outlives
+   * them. */
   vcg__ws_flush_close(inst);
+  vcg__ws_in_close(inst);
   if (inst->ctx != NULL) {
     /* First call: lws starts closing every wsi (each ends in WSI_DESTROY,
      * hence session_closed) and then its own handles. */

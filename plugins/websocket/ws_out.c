@@ -93,6 +93,7 @@ void vcg__ws_conn_free(ws_conn_t *c) {
   vcg__ws_upgrade_done(c);
   vcg__ws_slot_release(c);
   vcg__ws_rd_stop(c);
+  vcg__ws_msg_reset(c);
   ws_queue_drop_all(c);
   if (c->dirty_idx >= 0)
     inst->dirty[c->dirty_idx] = NULL;
@@ -100,7 +101,6 @@ void vcg__ws_conn_free(ws_conn_t *c) {
     if (inst->readers[i] == c)
       inst->readers[i] = NULL;
   free(c->q);
-  free(c->rx);
   free(c->target);
   if (c->prev)
     c->prev->next = c->next;
@@ -127,8 +127,10 @@ void vcg__ws_conn_begin_close(ws_conn_t *c, int code, const char *reason) {
   if (n)
     memcpy(c->close_reason, reason, n);
   c->close_reason[n] = '\0';
-  /* Nothing queued will be written any more: release it now. */
+  /* Nothing queued will be written any more, nothing half-read will be
+   * delivered: release both now. */
   ws_queue_drop_all(c);
+  vcg__ws_msg_reset(c);
   if (c->s)
     c->inst->host->session_set_queued(c->s, 0, 0);
   if (c->established)
