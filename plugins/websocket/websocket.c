@@ -169,6 +169,7 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
   inst->conf = conf;
   inst->loop = host->loop(w);
   inst->lfd = -1;
+  inst->reserve_fd = -1;
   inst->tls = conf->tls_cert != NULL && conf->tls_key != NULL;
   vcg__ws_tl_acquire(host, w);
 

@@ -62,6 +62,10 @@
 #define WS_RD_BUF (64u * 1024u)
 /* Connections accepted per readiness event of the listen socket. */
 #define WS_ACCEPT_BUDGET 64
+/* When accept() runs out of file descriptors: how long the listen socket
+ * is left alone, and how often the condition is logged at most. */
+#define WS_ACCEPT_BACKOFF_MS 100
+#define WS_ACCEPT_LOG_MS 1000
 /* Largest single send() lws attempts; above any message size so a message
  * is handed to the kernel in one call (lws buffers what the kernel refuses). */
 #define WS_TX_PACKET (64u * 1024u * 1024u)
@@ -150,6 +154,13 @@ struct vcg_instance {
   int lfd;                     /* listen socket, -1 when closed */
   uv_poll_t lpoll;
   int lpoll_open;              /* lpoll initialised and not yet closed */
+  /* Out of descriptors (ws_listen.c): one held in reserve to accept and
+   * close with, a timer that resumes accepting, and what to log next. */
+  int reserve_fd;              /* /dev/null, -1 when not held */
+  uv_timer_t backoff;
+  int backoff_open;
+  uint64_t exhausted_logged;   /* loop ms of the last log line */
+  unsigned exhausted_refused;  /* connections refused since it */
   ws_dl_t upgrades;            /* accepted sockets not yet upgraded */
   char *peekbuf;               /* max_header_size bytes, for MSG_PEEK (owned) */
   int tls;

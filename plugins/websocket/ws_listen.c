@@ -36,10 +36,21 @@
  * upgrade_timeout of its accept or is closed: the sockets not yet upgraded
  * are kept in accept order, which is deadline order, and one timer looks
  * at the oldest.
+ *
+ * Out of descriptors.  accept() failing with EMFILE leaves the connection
+ * in the backlog, and the level-triggered poll would call us again at
+ * once, for ever (one core at 100% and a log line per try).  So a
+ * descriptor of /dev/null is held in reserve: on EMFILE we give it up,
+ * accept a waiting connection with it, answer 503 and close it, take the
+ * reserve back, and so on until the backlog is empty, so clients learn at
+ * once rather than time out.  Then the listen socket is left alone for
+ * WS_ACCEPT_BACKOFF_MS, the condition is logged at most once a second with
+ * the number of connections refused, and counted (accept_exhausted).
  */
 #define _GNU_SOURCE 1 /* accept4() */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -310,8 +321,6 @@ static void ws_accepted(vcg_instance_t *inst, int fd,
     ws_peek_start(c);
 }
 
-/* ---------------------------------------------------------- listening */
-
 static void ws_listen_closed(uv_handle_t *h) {
   vcg_instance_t *inst = h->data;
 
@@ -321,7 +330,68 @@ static void ws_listen_closed(uv_handle_t *h) {
   }
 }
 
+/* --------------------------------------------- out of descriptors */
+
+static void ws_on_accept(uv_poll_t *h, int status, int events);
+
+static void ws_backoff_cb(uv_timer_t *t) {
+  vcg_instance_t *inst = t->data;
+
+  if (inst->lpoll_open)
+    (void)uv_poll_start(&inst->lpoll, UV_READABLE, ws_on_accept);
+}
+
+static void ws_reserve_take(vcg_instance_t *inst) {
+  if (inst->reserve_fd < 0)
+    inst->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* accept() failed with err (EMFILE, ENFILE, ENOBUFS, ENOMEM). */
+static void ws_accept_exhausted(vcg_instance_t *inst, int err) {
+  uint64_t now = uv_now(inst->loop);
+  unsigned refused = 0;
+
+  /* Turn the waiting connections away with the reserve descriptor. */
+  while ((err == EMFILE || err == ENFILE) && inst->reserve_fd >= 0 &&
+         refused < WS_ACCEPT_BUDGET) {
+    int s;
+
+    close(inst->reserve_fd);
+    inst->reserve_fd = -1;
+    s = accept4(inst->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (s >= 0) {
+      if (!inst->tls)
+        ws_early_reply(inst, s, 503, "server is out of file descriptors");
+      close(s);
+      refused++;
+    }
+    ws_reserve_take(inst);
+    if (s < 0)
+      break; /* the backlog is empty (or the error is another now) */
+  }
+  inst->exhausted_refused += refused;
+  inst->host->counter_add(inst->w, "accept_exhausted", 1);
+  if (refused)
+    inst->host->counter_add(inst->w, "connections_refused", refused);
+  if (inst->exhausted_logged == 0 || now - inst->exhausted_logged >= WS_ACCEPT_LOG_MS) {
+    inst->host->log(inst->w, NULL, VCG_LOG_WARN, "accept: %s; %u connections "
+                    "refused with 503 since the last report; not accepting "
+                    "for %d ms", strerror(err), inst->exhausted_refused,
+                    WS_ACCEPT_BACKOFF_MS);
+    inst->exhausted_logged = now ? now : 1;
+    inst->exhausted_refused = 0;
+  }
+  if (inst->backoff_open && inst->lpoll_open) {
+    uv_poll_stop(&inst->lpoll);
+    uv_timer_start(&inst->backoff, ws_backoff_cb, WS_ACCEPT_BACKOFF_MS, 0);
+  }
+}
+
+/* ---------------------------------------------------------- listening */
+
 void vcg__ws_listen_close(vcg_instance_t *inst) {
+  if (inst->backoff_open)
+    uv_timer_stop(&inst->backoff);
   if (inst->lpoll_open) {
     inst->lpoll_open = 0;
     uv_poll_stop(&inst->lpoll);
@@ -342,6 +412,14 @@ void vcg__ws_listen_stop(vcg_instance_t *inst) {
       ws_drop(c, 0, NULL);
   }
   vcg__ws_dl_close(&inst->upgrades);
+  if (inst->backoff_open) {
+    inst->backoff_open = 0;
+    uv_close((uv_handle_t *)&inst->backoff, NULL);
+  }
+  if (inst->reserve_fd >= 0) {
+    close(inst->reserve_fd);
+    inst->reserve_fd = -1;
+  }
 }
 
 static void ws_on_accept(uv_poll_t *h, int status, int events) {
@@ -363,7 +441,10 @@ static void ws_on_accept(uv_poll_t *h, int status, int events) {
     if (s < 0) {
       if (errno == EINTR || errno == ECONNABORTED)
         continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK)
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM)
+        ws_accept_exhausted(inst, errno);
+      else if (errno != EAGAIN && errno != EWOULDBLOCK)
         inst->host->log(inst->w, NULL, VCG_LOG_WARN, "accept: %s",
                         strerror(errno));
       return;
@@ -444,6 +525,10 @@ int vcg__ws_listen_open(vcg_instance_t *inst) {
   inst->lpoll_open = 1;
   vcg__ws_dl_init(inst, &inst->upgrades, (uint64_t)inst->conf->upgrade_timeout,
                   ws_upgrade_expired);
+  uv_timer_init(inst->loop, &inst->backoff);
+  inst->backoff.data = inst;
+  inst->backoff_open = 1;
+  ws_reserve_take(inst);
   r = uv_poll_start(&inst->lpoll, UV_READABLE, ws_on_accept);
   return r;
 }

@@ -526,3 +526,73 @@ async def test_stalled_partial_messages_bounded():
     limit = (budget >> 10) * (6 if H.SANITIZED else 1) + 16 * 1024
     assert grew < limit, "RSS grew by %d kB, limit %d kB" % (grew, limit)
     srv.stop()
+
+
+# --------------------------------------------------------------- descriptors
+
+def _nfds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+@H.timeout(60)
+async def test_out_of_descriptors_backs_off_and_recovers():
+    """At the open-file limit (RLIMIT_NOFILE lowered with prlimit) the
+    listener does not spin: waiting connections get a quick 503 through a
+    reserve descriptor, accepting pauses, the condition is logged about once
+    a second, CPU stays low, the established pair keeps exchanging, and new
+    connections are served again once descriptors are free."""
+    import shutil
+    import subprocess
+    if shutil.which("prlimit") is None:
+        raise H.TestFailure("prlimit is needed (apt-get install util-linux)")
+    srv = H.start_ws(ws_opts={"upgrade_timeout": 30000})
+    pair = Pair(srv.port)
+    await pair.start()
+    loop = asyncio.get_event_loop()
+    held, flood = [], []
+    try:
+        await asyncio.sleep(0.2)
+        room = 6
+        limit = _nfds(srv.pid) + room
+        subprocess.run(["prlimit", "--pid", str(srv.pid), "--nofile=%d:%d" % (limit, limit)],
+                       check=True, timeout=10)
+        # Fill the table: sockets that hold a descriptor each, then more.
+        for _ in range(room):
+            held.append(_raw(srv.port, "127.0.0.1"))
+        await asyncio.sleep(0.3)
+        log0 = srv.log().count("accept: ")
+        cpu0 = H.cpu_seconds(srv.pid)
+        t0 = time.monotonic()
+        answers = []
+
+        def knock():
+            try:
+                a = H.raw_http(srv.port, H.upgrade_request("/lobby/late/fd", srv.port), timeout=3)
+                return a.status
+            except Exception as e:  # reset, timeout: what a client would see
+                return type(e).__name__
+        while time.monotonic() - t0 < 3.0:
+            answers.extend(await asyncio.gather(*(loop.run_in_executor(None, knock)
+                                                  for _ in range(4))))
+            await asyncio.sleep(0.05)
+        used = H.cpu_seconds(srv.pid) - cpu0
+        lines = srv.log().count("accept: ") - log0
+        statuses = {a: answers.count(a) for a in set(answers)}
+        print("  # at the descriptor limit for 3 s: %d connection attempts %r; server "
+              "CPU %.2f s; %d log lines" % (len(answers), statuses, used, lines))
+        assert statuses.get(503, 0) > 0 and statuses.get(101, 0) == 0, \
+            "answers at the limit: %r" % statuses
+        assert used < 0.6, "the server used %.2f s of CPU in 3 s at the limit" % used
+        assert 1 <= lines <= 6, "%d `accept:` log lines in 3 s" % lines
+        # Free descriptors: service resumes.
+        for s in held:
+            s.close()
+        held.clear()
+        ok = H.wait_until(lambda: knock() == 101, 5, 0.2)
+        assert ok, "no upgrade succeeded after descriptors were freed"
+        n = await pair.stop()
+        print("  # service resumed; the pair exchanged %d packets, none lost" % n)
+    finally:
+        for s in held + flood:
+            s.close()
+    srv.stop()
