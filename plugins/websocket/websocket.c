@@ -29,14 +29,16 @@ static const vcg_option_t ws_options[] = {
                     "PEM private key file; with tls_cert: serve wss://"),
   VCG_OPTION_INT(ws_conf_t, max_header_size, "max_header_size", 8192, 1024,
                  65535, "bytes of HTTP request headers accepted"),
-  /* The one allocation lws makes per websocket beyond its wsi, and the
-   * most one recv() reads for a connection: memory per connection against
-   * system calls per message (BENCHMARKS.md has the measured trade-off).
-   * Messages larger than this reach us in pieces and are reassembled. */
+  /* The one allocation lws makes per websocket beyond its wsi.  lws reads
+   * into it on wss:// (the most one recv() reads there: memory per
+   * connection against system calls per message, BENCHMARKS.md has the
+   * trade-off); on ws:// ws_in.c reads into one buffer per worker instead
+   * and this one is only allocated. */
   VCG_OPTION_INT(ws_conf_t, rx_buffer_size, "rx_buffer_size", 4096, 512,
                  65536, "bytes libwebsockets allocates per connection to "
-                 "receive into (and reads per recv()): lower saves memory "
-                 "on idle connections, higher reads more per system call"),
+                 "receive into (and reads per recv() on wss://): lower saves "
+                 "memory on idle connections, higher reads more per system "
+                 "call on wss://"),
   /* A socket costs a slot of core.max_connections_per_ip and
    * core.max_connections from accept on; this bounds how long one that
    * never upgrades (slowloris, a port scanner, a plain HTTP client that
