@@ -322,7 +322,9 @@ def _violate(port, data, ssl_ctx=None, timeout=5, path="/lobby/bad/rfc", barrier
     try:
         assert raw.status == 101, raw.status
         if barrier is not None:
-            barrier.wait(timeout)
+            # The others may take a while to connect on a loaded machine;
+            # nothing on the server times out before the data is sent.
+            barrier.wait(max(timeout, 30))
         t0 = time.monotonic()
         raw.sock.sendall(data)
         raw.read_all(timeout)
