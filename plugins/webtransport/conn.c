@@ -31,6 +31,8 @@ static void on_check(uv_check_t *h) {
       c = nx;
     }
   }
+  /* Every connection's packets of this turn in one system call. */
+  vcg__wt_ep_flush(cs->ep);
   if (!cs->dirty && cs->flush_armed) {
     uv_check_stop(&cs->check);
     uv_idle_stop(&cs->idle);
@@ -193,7 +195,10 @@ static void on_conn_timer(uv_timer_t *t) {
     conn_handle_error(c, rv);
     return;
   }
-  conn_flush(c);
+  /* Written in this turn's check pass with every other connection whose
+   * timer (pacing, retransmission, ACK delay) fired: one batch, not one
+   * system call per timer. */
+  vcg__wt_conn_mark(c);
 }
 
 static void conn_flush(wt_conn_t *c) {

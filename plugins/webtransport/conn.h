@@ -13,8 +13,9 @@
  *
  * Output is batched: anything that may produce packets (a received
  * datagram, a packet from the host, a close) only marks the connection
- * dirty, and one uv_check pass per loop iteration runs the write loop of
- * each dirty connection.  This keeps every ngtcp2 write call outside
+ * dirty (an expired timer too), and one uv_check pass per loop iteration
+ * runs the write loop of each dirty connection and sends what they all
+ * wrote in one sendmmsg (vcg__wt_ep_flush).  This keeps every ngtcp2 write call outside
  * ngtcp2 callbacks and outside reentrant host calls, and coalesces many
  * small writes into full QUIC packets.
  *
