@@ -404,7 +404,7 @@ static int publish_bytes(vcg_instance_t *inst, const char *subj, const uint8_t *
     host->counter_add(inst->w, "nats_oversize", count);
     if (nats_warn_due(inst))
       host->log(inst->w, NULL, VCG_LOG_WARN,
-                "%zu bytes for %s exceed the NATS max_payload (%" PRId64 " bytes): not "
+                "%zu bytes for %s: exceeds the NATS max_payload (%" PRId64 " bytes): not "
                 "relayed to other nodes", len, subj, max);
     return VCG_EMSGSIZE;
   }

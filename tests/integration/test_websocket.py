@@ -382,7 +382,9 @@ async def test_garbage_and_malformed_not_relayed():
         b"\x0f\x01",                  # wire type 7
         b"\x00\x01",                  # field number 0
         b"\x12\xff\xff\xff\xff\x0fab",  # user_id of length 4 GiB
-        os.urandom(8) + b"\x1a\xff\xff\x7f",  # random + overlong length
+        # Valid fields, then a length past the end.  (Random bytes here
+        # were sometimes a valid message: an unknown fixed64 field.)
+        b"\x08\x03\x20\x07\x1a\xff\xff\x7f",
         b"\x22\x05hello",             # field 4 (uint64) as bytes
     ]
     try:
