@@ -31,8 +31,11 @@ SYSTEM = h.SYSTEM_USER
 class Browser:
     """wt_browser.js as a subprocess: one JSON command per line."""
 
-    def __init__(self, log_path, page_url=None, console=False):
+    def __init__(self, log_path, page_url=None, console=False, script="wt_browser.js"):
         self.log_path = log_path
+        # The driver: wt_browser.js (one page, window functions as commands)
+        # or another script speaking the same JSON lines (web_browser.js).
+        self.script = script
         self.proc = None
         self.seq = 0
         self.waiters = {}
@@ -63,7 +66,7 @@ class Browser:
         if self.want_console:
             env["WT_CONSOLE"] = "1"
         self.proc = await asyncio.create_subprocess_exec(
-            "node", os.path.join(HERE, "wt_browser.js"),
+            "node", os.path.join(HERE, self.script),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=logf, env=env, limit=64 << 20)
         logf.close()

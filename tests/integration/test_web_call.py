@@ -1,0 +1,451 @@
+"""The browser call page (contrib/web) in a real call.
+
+test_web_modules_against_libprotobuf_and_openssl: the page's protobuf and
+RSA/AES modules under node --test (tests/web/*.test.mjs): every vector is
+made by protoc-c (libprotobuf) or openssl at test time.
+
+test_web_three_party_call: one vcgate (WebSocket + WebTransport), one
+headless chromium with three contexts (fake camera and microphone): Alice
+forced to WebSocket, Bob and Carol to WebTransport, all joined through the
+page's link form.  Each page must see the other two with video and audio
+frames decoding (counters rising) and E2EE on; a python3-websockets client
+in the same room must receive their MEDIA packets as ciphertext only (no
+payload parses as a MediaPacket, every length a multiple of the AES block)
+and see the RSA_PUB_KEY / AES_KEY exchange pass by; Bob's screen share
+must decode at Alice and Carol; every request the pages make must go to
+the page server or the gateway's own ports.  Screenshots of Alice's page
+at 1280x800 and Carol's at 390x844 go to VCGATE_WEB_SCREENSHOTS (a
+folder) when it is set (contrib/web/screenshots/ holds the committed ones).
+
+test_web_leave_removes_tile_within_3s: Carol closes her tab; her tile
+(data-participant="Carol_Diaz") must be gone from Alice's and Bob's pages
+within 3 s.  Only PARTICIPANT_LEFT from the relay can do that (without
+it the page drops a silent peer after 15 s, as videocall.rs does).
+
+test_web_errors_are_shown_never_joined: a bad room name in the link, a
+room name the gateway refuses (longer than its max_room_length), a
+gateway that does not answer at all, and a room token the gateway does not
+accept (the page must have asked for /lobby?token=) each end in state
+"failed" with the reason in a role=alert element, and the page is never
+"joined".
+
+Until the gateway serves contrib/web itself (the websocket transport's
+webroot option), the page comes from a test-local static server on
+127.0.0.1 and is pointed at the gateway with ?gateway=127.0.0.1:PORT.
+Everything runs inside a private network namespace (wts.run_isolated).
+"""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness as h  # noqa: E402
+import wt_scenario as wts  # noqa: E402
+from test_readme_page import PageServer  # noqa: E402
+
+WEB = os.path.join(h.TOP, "contrib", "web")
+ROOM = "webcall"
+# (identity, display name, transport).  Without presence from the relay
+# the others see the identity, with "_" shown as a space.
+USERS = [("Alice_Ng", "Alice Ng", "ws"), ("Bob_Stone", "Bob Stone", "wt"), ("Carol_Diaz", "Carol Diaz", "wt")]
+SYSTEM = h.SYSTEM_USER
+# {"alg":"HS256"}.{"sub":"dave","room":"quiet","room_join":true}.(not a signature)
+FAKE_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkYXZlIiwicm9vbSI6InF1aWV0Iiwicm9vbV9qb2luIjp0cnVlfQ.bm90LWEtc2lnbmF0dXJl"
+
+
+# ---------------------------------------------------------------- pieces
+
+class Page:
+    """One participant's page in the shared browser."""
+
+    def __init__(self, br, name):
+        self.br = br
+        self.name = name
+
+    async def ev(self, expr, timeout=20):
+        return await self.br.call("eval", self.name, expr, timeout=timeout)
+
+    async def call_state(self):
+        return await self.ev("(() => { const c = window.vcgateCall; return c && "
+                             "{state: c.state, transport: c.transport, sessionId: c.sessionId, "
+                             "error: c.error, participants: c.participants, "
+                             "states: window.__vcgateStates || []}; })()")
+
+    async def wait(self, pred, timeout, what):
+        deadline = time.monotonic() + timeout
+        st = None
+        while True:
+            st = await self.call_state()
+            if st and pred(st):
+                return st
+            if time.monotonic() > deadline:
+                raise h.TestFailure("%s: no %s within %ss; page state: %s"
+                                    % (self.name, what, timeout, json.dumps(st)[:1500]))
+            await asyncio.sleep(0.2)
+
+
+def page_url(ps_port, gw_port, **q):
+    q = dict(q)
+    q["gateway"] = "127.0.0.1:%d" % gw_port
+    return "http://127.0.0.1:%d/?%s" % (ps_port, urllib.parse.urlencode(q))
+
+
+async def open_pages(br, ps, gw, users=USERS, viewport=None):
+    pages = []
+    for user, name, transport in users:
+        url = page_url(ps.port, gw.ws_port, room=ROOM, user=user, name=name, transport=transport, join="1")
+        await br.call("open", user, url, viewport, timeout=30)
+        pages.append(Page(br, user))
+    for p, (user, _, transport) in zip(pages, users):
+        st = await p.wait(lambda s: s["state"] in ("joined", "failed"), 25, "joined state")
+        if st["state"] != "joined":
+            raise h.TestFailure("%s did not join: %s" % (user, st["error"]))
+        want = {"ws": "websocket", "wt": "webtransport"}[transport]
+        if st["transport"] != want:
+            raise h.TestFailure("%s joined over %s, not %s" % (user, st["transport"], want))
+    return pages
+
+
+def others_decoding(users, min_frames):
+    """A predicate: the page sees every other user with video and audio
+    decoding (at least min_frames each) and E2EE on."""
+    def pred(st):
+        by_user = {p["user"]: p for p in st["participants"]}
+        return all(u in by_user and by_user[u]["videoFramesDecoded"] >= min_frames
+                   and by_user[u]["audioFramesDecoded"] >= min_frames and by_user[u]["e2ee"]
+                   for u in users)
+    return pred
+
+
+class StaticSite:
+    """contrib/web on a test-local static server (until the gateway serves it)."""
+
+    def __init__(self):
+        self.port = h.free_port()
+        self.server = PageServer(WEB, self.port)
+
+    def close(self):
+        self.server.close()
+
+
+class RawListener:
+    """A python3-websockets client in the room that sends nothing and keeps
+    every packet it receives."""
+
+    def __init__(self, client):
+        self.client = client
+        self.packets = []
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self):
+        try:
+            while True:
+                self.packets.append(await self.client.recv(3600))
+        except Exception:
+            return
+
+    async def close(self):
+        self.task.cancel()
+        await self.client.close()
+
+
+def strict_media(data):
+    """The MediaPacket fields of data when it is a well-formed MediaPacket of
+    a known media type (what the page would accept as plaintext), else None."""
+    want = {1: 0, 2: 2, 3: 2, 4: 2, 5: 1, 6: 1, 7: 2, 8: 2, 9: 2}
+    try:
+        fields = list(h.iter_fields(data))
+    except ValueError:
+        return None
+    out = {}
+    for num, wt, v in fields:
+        if num in want and want[num] != wt:
+            return None
+        if num == 4:
+            try:
+                v.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        out[num] = v
+    if not 1 <= out.get(1, 0) <= 6:
+        return None
+    return out
+
+
+def check_ciphertext(packets, senders):
+    media = [p for p in packets if p.packet_type == h.PT_MEDIA and p.user_id.decode() in senders]
+    if len(media) < 100:
+        raise h.TestFailure("the WebSocket listener got only %d MEDIA packets from the pages" % len(media))
+    keyframe_requests = 0
+    for p in media:
+        f = strict_media(p.data)
+        if f is not None and f[1] == h.MT_KEYFRAME_REQUEST and f.get(3) in (b"VIDEO", b"SCREEN"):
+            keyframe_requests += 1  # plaintext on purpose: the sender reads it without a key
+            continue
+        if f is not None:
+            raise h.TestFailure("a MEDIA packet from %s parses as a plaintext MediaPacket (type %d, %d bytes)"
+                                % (p.user_id.decode(), f[1], len(p.data)))
+        if len(p.data) % 16:
+            raise h.TestFailure("a MEDIA payload of %d bytes is not AES-CBC ciphertext" % len(p.data))
+    rsa = [p for p in packets if p.packet_type == h.PT_RSA_PUB_KEY]
+    aes = [p for p in packets if p.packet_type == h.PT_AES_KEY]
+    if len({p.user_id for p in rsa}) < len(senders) or len({p.user_id for p in aes}) < len(senders):
+        raise h.TestFailure("key exchange not seen from everyone: RSA_PUB_KEY from %s, AES_KEY from %s"
+                            % (sorted({p.user_id for p in rsa}), sorted({p.user_id for p in aes})))
+    for p in aes:
+        if len(p.data) != 256:  # RSA-2048 ciphertext
+            raise h.TestFailure("an AES_KEY payload is %d bytes, not a 2048-bit RSA ciphertext" % len(p.data))
+    return len(media), keyframe_requests, len(rsa), len(aes)
+
+
+async def check_requests(pages, allowed_ports):
+    """Every URL each page asked for (playwright's requests, WebSockets, and
+    the page's own WebSocket/WebTransport/fetch calls) is on 127.0.0.1 at
+    one of allowed_ports."""
+    total = 0
+    for p in pages:
+        r = await p.br.call("requests", p.name)
+        if r["errors"]:
+            raise h.TestFailure("%s: page errors: %s" % (p.name, r["errors"][:3]))
+        for entry in r["requests"] + r["inPage"]:
+            url = entry.split(" ", 1)[-1]
+            u = urllib.parse.urlsplit(url)
+            if u.scheme in ("data", "blob"):
+                continue
+            if u.hostname != "127.0.0.1" or u.port not in allowed_ports:
+                raise h.TestFailure("%s asked for %s, which is not the gateway (ports %s)"
+                                    % (p.name, url, sorted(allowed_ports)))
+            total += 1
+    return total
+
+
+# ---------------------------------------------------------------- scenarios
+
+async def scenario_call():
+    gw = wts.Gateway()
+    site = StaticSite()
+    br = wts.Browser(os.path.join(gw.dir, "browser.log"), script="web_browser.js")
+    listener = None
+    try:
+        await br.start()
+        listener = RawListener(await h.Client.connect(gw.ws_port, "listener", ROOM))
+        t0 = time.monotonic()
+        pages = await open_pages(br, site, gw)
+        names = [u for u, _, _ in USERS]
+        for p in pages:
+            others = [u for u in names if u != p.name]
+            await p.wait(others_decoding(others, 10), 30, "video and audio from %s, E2EE on" % others)
+        joined_s = time.monotonic() - t0
+        # Counters keep rising.  (The fake camera gives 20 frames a second;
+        # three pages with VP8 on two shared cores get through fewer.)
+        before = {p.name: await p.call_state() for p in pages}
+        await asyncio.sleep(3)
+        for p in pages:
+            after = await p.call_state()
+            a = {x["user"]: x for x in after["participants"]}
+            for x in before[p.name]["participants"]:
+                y = a[x["user"]]
+                for k, rise in (("videoFramesDecoded", 3), ("audioFramesDecoded", 10)):
+                    if y[k] < x[k] + rise:
+                        raise h.TestFailure("%s: %s of %s rose only from %d to %d in 3 s"
+                                            % (p.name, k, x["user"], x[k], y[k]))
+            if len(after["participants"]) != 2:
+                raise h.TestFailure("%s sees %d participants, not 2: %s"
+                                    % (p.name, len(after["participants"]), after["participants"]))
+            tiles = await p.ev("[...document.querySelectorAll('[data-participant]')].map(e => e.dataset.participant).sort()")
+            if tiles != sorted(u for u in names if u != p.name):
+                raise h.TestFailure("%s shows tiles %s" % (p.name, tiles))
+        sids = {p.name: (await p.call_state())["sessionId"] for p in pages}
+        for p in pages:
+            st = await p.call_state()
+            for x in st["participants"]:
+                if x["sessionId"] != sids[x["user"]]:
+                    raise h.TestFailure("%s has %s with session %s, its own page says %s"
+                                        % (p.name, x["user"], x["sessionId"], sids[x["user"]]))
+        names_seen = {x["user"]: x["displayName"] for x in (await pages[0].call_state())["participants"]}
+
+        # Bob shares his screen (chromium's fake capture): Alice and Carol decode it.
+        await pages[1].ev("window.vcgateCall.startScreenShare()")
+        for p in (pages[0], pages[2]):
+            await p.wait(lambda s: any(x["user"] == "Bob_Stone" and x["screenFramesDecoded"] >= 5
+                                       for x in s["participants"]), 20, "Bob's screen")
+        shots = os.environ.get("VCGATE_WEB_SCREENSHOTS")
+        if shots:
+            await pages[1].ev("window.vcgateCall.stopScreenShare()")
+            await asyncio.sleep(1.5)
+            os.makedirs(shots, exist_ok=True)
+            await br.call("shot", "Alice_Ng", os.path.join(shots, "call-desktop.png"),
+                          {"width": 1280, "height": 800}, timeout=30)
+            await br.call("shot", "Carol_Diaz", os.path.join(shots, "call-phone.png"),
+                          {"width": 390, "height": 844}, timeout=30)
+            print("call: screenshots in %s" % shots)
+
+        n_media, n_kfr, n_rsa, n_aes = check_ciphertext(listener.packets, set(names))
+        n_req = await check_requests(pages, {site.port, gw.ws_port, gw.wt_port})
+        print("call: 3 pages (alice ws, bob+carol wt) joined and decoding both others with E2EE in %.1fs; "
+              "names %s; the listener saw %d MEDIA packets, all ciphertext (plus %d plaintext "
+              "KEYFRAME_REQUESTs), %d RSA_PUB_KEY, %d AES_KEY; %d requests, all to the gateway"
+              % (joined_s, names_seen, n_media, n_kfr, n_rsa, n_aes, n_req))
+    finally:
+        if listener:
+            await listener.close()
+        await br.close()
+        site.close()
+        gw.stop()
+
+
+async def scenario_leave():
+    gw = wts.Gateway()
+    site = StaticSite()
+    br = wts.Browser(os.path.join(gw.dir, "browser.log"), script="web_browser.js")
+    try:
+        await br.start()
+        pages = await open_pages(br, site, gw)
+        for p in pages[:2]:
+            others = [u for u, _, _ in USERS if u != p.name]
+            await p.wait(others_decoding(others, 3), 30, "media from %s" % others)
+        await br.call("close", "Carol_Diaz")
+        t0 = time.monotonic()
+        for p in pages[:2]:
+            await p.wait(lambda s: all(x["user"] != "Carol_Diaz" for x in s["participants"]),
+                         3 - (time.monotonic() - t0), "Carol gone")
+            left = await p.ev("document.querySelectorAll('[data-participant=\"Carol_Diaz\"]').length")
+            if left:
+                raise h.TestFailure("%s still shows Carol's tile" % p.name)
+        print("leave: Carol's tile gone from Alice's and Bob's pages %.1fs after she closed her tab"
+              % (time.monotonic() - t0))
+    finally:
+        await br.close()
+        site.close()
+        gw.stop()
+
+
+async def scenario_errors():
+    gw = wts.Gateway(core={"max_room_length": 8})
+    site = StaticSite()
+    br = wts.Browser(os.path.join(gw.dir, "browser.log"), script="web_browser.js")
+    dead_port = h.free_port()
+    cases = [
+        ("badname", page_url(site.port, gw.ws_port, room="bad room!", user="dave", join="1"), "bad room"),
+        ("toolong", page_url(site.port, gw.ws_port, room="abcdefghijk", user="dave", join="1"), "did not let you join"),
+        ("nogateway", page_url(site.port, dead_port, room="quiet", user="dave", join="1"), "does not answer"),
+        # A token the gateway does not accept (a made-up signature): the
+        # page goes to /lobby?token= and shows the gateway's reason.
+        ("token", page_url(site.port, gw.ws_port, token=FAKE_TOKEN, join="1"), "refused to join"),
+    ]
+    try:
+        await br.start()
+        for name, url, want in cases:
+            await br.call("open", name, url, timeout=30)
+            p = Page(br, name)
+            st = await p.wait(lambda s: s["state"] == "failed", 25, "failed state")
+            if "joined" in st["states"]:
+                raise h.TestFailure("%s: the page was joined at some point: %s" % (name, st["states"]))
+            shown = await p.ev("[...document.querySelectorAll('[role=alert]')]"
+                               ".filter(e => e.offsetParent !== null).map(e => e.textContent).join(' ')")
+            if want not in st["error"] and want not in shown:
+                raise h.TestFailure("%s: error %r / shown %r does not mention %r" % (name, st["error"], shown, want))
+            if not shown.strip():
+                raise h.TestFailure("%s: no visible alert for %r" % (name, st["error"]))
+            if name == "token":
+                asked = (await br.call("requests", name))["inPage"]
+                if not any("/lobby?token=" + urllib.parse.quote(FAKE_TOKEN, safe="") in a for a in asked):
+                    raise h.TestFailure("token: the page did not ask for /lobby?token=...: %s" % asked)
+            print("errors: %s -> %s" % (name, " ".join(shown.split())[:160]))
+            await br.call("close", name)
+    finally:
+        await br.close()
+        site.close()
+        gw.stop()
+
+
+SCENARIOS = {"call": scenario_call, "leave": scenario_leave, "errors": scenario_errors}
+
+
+# ---------------------------------------------------------------- tests
+
+def test_web_modules_against_libprotobuf_and_openssl():
+    import shutil
+    if not shutil.which("node"):
+        raise h.Skip("node is not installed")
+    cp = subprocess.run(["node", "--test", os.path.join(h.TOP, "tests", "web")], capture_output=True,
+                        text=True, timeout=60, stdin=subprocess.DEVNULL)
+    out = cp.stdout + cp.stderr
+    if cp.returncode != 0:
+        raise h.TestFailure("node --test tests/web failed:\n" + out[-4000:])
+    summary = [l for l in out.splitlines() if l.startswith(("# pass", "# fail", "# \\# RSA"))]
+    print("web modules: " + "; ".join(s.lstrip("# ").replace("\\#", "#") for s in summary))
+
+
+def _makefile_list(path, var):
+    """The words of `var = ...` (with continuation lines) in a Makefile.am."""
+    with open(path) as f:
+        text = f.read().replace("\\\n", " ")
+    for line in text.splitlines():
+        if line.startswith(var + " ="):
+            return line.split("=", 1)[1].split()
+    raise h.TestFailure("%s has no %s" % (path, var))
+
+
+def test_web_install_lists_every_page_file():
+    """contrib/Makefile.am's dist_www_DATA names exactly the page's files,
+    and `make install-dist_wwwDATA` puts them, unchanged, in
+    $(datadir)/vcgate/www."""
+    listed = _makefile_list(os.path.join(h.TOP, "contrib", "Makefile.am"), "dist_www_DATA")
+    present = sorted("web/" + n for n in os.listdir(WEB) if os.path.isfile(os.path.join(WEB, n)))
+    if sorted(listed) != present:
+        raise h.TestFailure("dist_www_DATA %s != files in contrib/web %s"
+                            % (sorted(set(listed) - set(present)), sorted(set(present) - set(listed))))
+    contrib_build = os.path.join(h.BUILD, "contrib")
+    if not os.path.exists(os.path.join(contrib_build, "Makefile")):
+        raise h.Skip("the build tree %s is not configured" % h.BUILD)
+    dest = h.tmpdir("vcgate-www-")
+    cp = subprocess.run(["make", "-s", "-C", contrib_build, "install-dist_wwwDATA", "DESTDIR=" + dest],
+                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    if cp.returncode != 0:
+        raise h.TestFailure("make install-dist_wwwDATA failed:\n" + cp.stdout + cp.stderr)
+    found = [os.path.join(d, f) for d, _, fs in os.walk(dest) for f in fs]
+    www = {os.path.dirname(p) for p in found}
+    if len(www) != 1 or not next(iter(www)).endswith(os.path.join("share", "vcgate", "www")):
+        raise h.TestFailure("installed into %s, not one $(datadir)/vcgate/www" % sorted(www))
+    for p in found:
+        with open(p, "rb") as a, open(os.path.join(WEB, os.path.basename(p)), "rb") as b:
+            if a.read() != b.read():
+                raise h.TestFailure("installed %s differs from its source" % p)
+    if len(found) != len(listed):
+        raise h.TestFailure("installed %d files, listed %d" % (len(found), len(listed)))
+    print("web install: %d files into %s" % (len(found), next(iter(www))[len(dest):]))
+
+
+@h.timeout(80)
+def test_web_three_party_call():
+    wts.require_browser("inproc", "websocket", "webtransport")
+    wts.run_isolated(os.path.abspath(__file__), "call", 75)
+
+
+PRESENCE_ON_MAIN = False
+
+
+@h.timeout(60)
+def test_web_leave_removes_tile_within_3s():
+    if not PRESENCE_ON_MAIN:
+        raise h.Skip("needs PARTICIPANT_LEFT from the relay (presence, being built in the core); "
+                     "without it a tile goes only after 15 s without traffic")
+    wts.require_browser("inproc", "websocket", "webtransport")
+    wts.run_isolated(os.path.abspath(__file__), "leave", 55)
+
+
+@h.timeout(60)
+def test_web_errors_are_shown_never_joined():
+    wts.require_browser("inproc", "websocket", "webtransport")
+    wts.run_isolated(os.path.abspath(__file__), "errors", 55)
+
+
+if __name__ == "__main__":
+    wts.run_main(SCENARIOS)
