@@ -348,7 +348,9 @@ export class Call extends EventTarget {
     }
     const from = utf8.decode(w.userId);
     if (from === SYSTEM_USER) return this.onSystem(w);
-    if (w.packetType === PacketType.MEETING) return this.onMeeting(w);
+    // Room events come from the relay (or a meeting service speaking as
+    // it); a participant's MEETING packet must not end the call for others.
+    if (w.packetType === PacketType.MEETING) return;
     if (w.packetType === PacketType.MEDIA && from === this.user && this.onEcho(w)) return;
     if (w.sessionId === 0n || w.sessionId === this.sessionId) return;
     const peer = this.ensurePeer(w.sessionId, from);

@@ -1,8 +1,10 @@
 """The browser call page (contrib/web) in a real call.
 
-test_web_modules_against_libprotobuf_and_openssl: the page's protobuf and
-RSA/AES modules under node --test (tests/web/*.test.mjs): every vector is
-made by protoc-c (libprotobuf) or openssl at test time.
+test_web_modules_against_libprotobuf_and_openssl: the page's modules
+under node --test (tests/web/*.test.mjs): protobuf and RSA/AES against
+vectors made by protoc-c (libprotobuf) and openssl at test time, and the
+call logic (presence events, key exchange, keyframe requests, RTT, peer
+timeout) through an in-memory relay.
 
 test_web_three_party_call: one vcgate (WebSocket + WebTransport), one
 headless chromium with three contexts (fake camera and microphone): Alice
@@ -74,7 +76,7 @@ class Page:
     async def call_state(self):
         return await self.ev("(() => { const c = window.vcgateCall; return c && "
                              "{state: c.state, transport: c.transport, sessionId: c.sessionId, "
-                             "error: c.error, participants: c.participants, "
+                             "error: c.error, participants: c.participants, rttMs: c.rttMs, "
                              "states: window.__vcgateStates || []}; })()")
 
     async def wait(self, pred, timeout, what):
@@ -261,6 +263,10 @@ async def scenario_call():
             tiles = await p.ev("[...document.querySelectorAll('[data-participant]')].map(e => e.dataset.participant).sort()")
             if tiles != sorted(u for u in names if u != p.name):
                 raise h.TestFailure("%s shows tiles %s" % (p.name, tiles))
+        # The relay echoed each page's RTT probes (plaintext) on its transport.
+        rtts = {p.name: (await p.call_state())["rttMs"] for p in pages}
+        if not all(isinstance(v, (int, float)) and v > 0 for v in rtts.values()):
+            raise h.TestFailure("RTT to the gateway not measured on every page: %s" % rtts)
         sids = {p.name: (await p.call_state())["sessionId"] for p in pages}
         for p in pages:
             st = await p.call_state()
@@ -290,8 +296,9 @@ async def scenario_call():
         n_req = await check_requests(pages, {site.port, gw.ws_port, gw.wt_port})
         print("call: 3 pages (alice ws, bob+carol wt) joined and decoding both others with E2EE in %.1fs; "
               "names %s; the listener saw %d MEDIA packets, all ciphertext (plus %d plaintext "
-              "KEYFRAME_REQUESTs), %d RSA_PUB_KEY, %d AES_KEY; %d requests, all to the gateway"
-              % (joined_s, names_seen, n_media, n_kfr, n_rsa, n_aes, n_req))
+              "KEYFRAME_REQUESTs), %d RSA_PUB_KEY, %d AES_KEY; %d requests, all to the gateway; "
+              "RTT to the gateway %s ms"
+              % (joined_s, names_seen, n_media, n_kfr, n_rsa, n_aes, n_req, rtts))
     finally:
         if listener:
             await listener.close()
