@@ -24,7 +24,9 @@ test_web_leave_removes_tile_within_3s: Carol closes her tab; her tile
 within 3 s.  Only PARTICIPANT_LEFT from the relay can do that (without
 it the page drops a silent peer after 15 s, as videocall.rs does).
 
-test_web_errors_are_shown_never_joined: a bad room name in the link, a
+test_web_form_joins_and_errors_are_shown_never_joined: the form, filled
+by its labels and submitted with its Join button, joins (over
+WebTransport, automatically) and Leave returns to it; then a bad room name in the link, a
 room name the gateway refuses (longer than its max_room_length), a
 gateway that does not answer at all, and a room token the gateway does not
 accept (the page must have asked for /lobby?token=) each end in state
@@ -348,6 +350,23 @@ async def scenario_errors():
     ]
     try:
         await br.start()
+        # The form, as a person fills it: name and room, then Join; Leave
+        # brings the form back.  Automatic transport picks WebTransport.
+        await br.call("open", "form", page_url(site.port, gw.ws_port), timeout=30)
+        form = Page(br, "form")
+        await br.call("fill", "form", "Your name", "Erin Ortiz")
+        await br.call("fill", "form", "Room", "lobby1")
+        await br.call("click", "form", "Join call")
+        st = await form.wait(lambda s: s["state"] in ("joined", "failed"), 25, "joined state")
+        if st["state"] != "joined" or st["transport"] != "webtransport":
+            raise h.TestFailure("form: %s over %s (%s)" % (st["state"], st["transport"], st["error"]))
+        await br.call("click", "form", "Leave call")
+        await form.wait(lambda s: s["state"] == "idle", 5, "idle after Leave")
+        # The identity made from the name is what the gateway saw.
+        if not h.wait_until(lambda: "user Erin_Ortiz" in gw.srv.log(), 5):
+            raise h.TestFailure("the gateway never logged user Erin_Ortiz:\n" + gw.srv.log_tail())
+        print("errors: the form joined lobby1 as Erin_Ortiz over WebTransport; Leave went back to the form")
+        await br.call("close", "form")
         for name, url, want in cases:
             await br.call("open", name, url, timeout=30)
             p = Page(br, name)
@@ -449,7 +468,7 @@ def test_web_leave_removes_tile_within_3s():
 
 
 @h.timeout(60)
-def test_web_errors_are_shown_never_joined():
+def test_web_form_joins_and_errors_are_shown_never_joined():
     wts.require_browser("inproc", "websocket", "webtransport")
     wts.run_isolated(os.path.abspath(__file__), "errors", 55)
 

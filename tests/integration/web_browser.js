@@ -3,6 +3,8 @@
 // a fake camera and microphone.  Commands, one JSON line each on stdin:
 //   {"id": N, "fn": "open", "args": [NAME, URL, {width, height}]}
 //   {"id": N, "fn": "eval", "args": [NAME, "JS expression"]}
+//   {"id": N, "fn": "fill", "args": [NAME, LABEL, VALUE]}  the field labelled LABEL
+//   {"id": N, "fn": "click", "args": [NAME, BUTTON]}        the button named BUTTON
 //   {"id": N, "fn": "shot", "args": [NAME, PATH, {width, height}]}
 //   {"id": N, "fn": "requests", "args": [NAME]}   every URL the page asked for
 //   {"id": N, "fn": "close", "args": [NAME]}
@@ -70,6 +72,15 @@ async function main() {
     },
     async eval(name, expr) {
       return pages.get(name).page.evaluate(expr);
+    },
+    // As a person would: the form field with this label, the button with this name.
+    async fill(name, label, value) {
+      await pages.get(name).page.getByLabel(label, { exact: true }).fill(value);
+      return true;
+    },
+    async click(name, button) {
+      await pages.get(name).page.getByRole("button", { name: button, exact: true }).click();
+      return true;
     },
     async shot(name, path, viewport) {
       const { page } = pages.get(name);
