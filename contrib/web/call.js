@@ -101,6 +101,7 @@ export class Call extends EventTarget {
       micOn: false, camOn: false, speakingUntil: 0, speaking: false, level: 0 };
     this.stats = { malformed: 0, sent: 0, dropped: 0 };
     this.lastAnnounce = -Infinity;
+    this.mediaErrors = new Set();
   }
 
   setState(state, error = "") {
@@ -117,6 +118,7 @@ export class Call extends EventTarget {
     try {
       this.audioOut.ensure();
       const keys = this.e2ee ? LocalKeys.create(2048) : Promise.resolve(null);
+      keys.catch(() => {}); // awaited below; a failed connection may come first
       // The session id the relay assigns is the first packet; wait for it
       // before calling the call joined.
       let assigned;
@@ -162,7 +164,7 @@ export class Call extends EventTarget {
       this.local.video = new VideoSender(vt, {
         mediaType: MediaType.VIDEO, profile: VIDEO, keyframeEveryMs: VIDEO.keyframeEveryMs,
         onPacket: (f) => this.sendMedia(f, { droppable: f.frameType !== "key", sender: this.local.video }),
-        onError: (e) => this.log("camera encoder: " + e.message),
+        onError: (e) => this.mediaError("camera", e),
       });
       this.local.camOn = true;
     }
@@ -170,12 +172,20 @@ export class Call extends EventTarget {
       this.local.audio = new AudioSender(at, {
         onPacket: (f) => this.sendMedia(f),
         onLevel: (l) => this.localLevel(l),
-        onError: (e) => this.log("microphone encoder: " + e.message),
+        onError: (e) => this.mediaError("microphone", e),
       });
       this.local.micOn = true;
     }
     this.changed("local");
     this.sendHeartbeat();
+  }
+
+  /** An encoder failed: logged every time, shown once per kind of media. */
+  mediaError(kind, e) {
+    this.log(kind + " encoder: " + e.message);
+    if (this.mediaErrors.has(kind)) return;
+    this.mediaErrors.add(kind);
+    this.toast(`Your ${kind} could not be encoded: ${e.message}`);
   }
 
   localLevel(level) {
@@ -224,7 +234,7 @@ export class Call extends EventTarget {
     this.local.screen = new VideoSender(track, {
       mediaType: MediaType.SCREEN, profile: SCREEN, keyframeEveryMs: SCREEN.keyframeEveryMs,
       onPacket: (f) => this.sendMedia(f, { droppable: f.frameType !== "key", sender: this.local.screen }),
-      onError: (e) => this.log("screen encoder: " + e.message),
+      onError: (e) => this.mediaError("screen", e),
     });
     track.addEventListener("ended", () => this.stopScreenShare());
     this.sendHeartbeat();

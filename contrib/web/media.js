@@ -54,6 +54,8 @@ function trackReader(track) {
 // Without MediaStreamTrackProcessor (Firefox, Safari): video frames from a
 // playing <video> element on a timer, audio through a ScriptProcessorNode.
 function videoElementReader(track, fps) {
+  // No faster than the camera delivers: more would only encode copies.
+  fps = Math.min(fps, track.getSettings().frameRate || fps);
   const video = document.createElement("video");
   video.muted = true;
   video.playsInline = true;
@@ -173,7 +175,12 @@ export class VideoSender {
     width &= ~1; height &= ~1;
     const bitrate = Math.round(this.profile.bitrate * this.bitrateScale);
     if (!this.codec || this.size?.width !== width || this.size?.height !== height) {
-      this.codec = await pickVideoCodec(width, height, bitrate, this.profile.fps);
+      try {
+        this.codec = await pickVideoCodec(width, height, bitrate, this.profile.fps);
+      } catch (e) {
+        this.unsupported = true; // say so once, not once a frame
+        throw e;
+      }
     }
     if (this.encoder && this.encoder.state !== "closed") this.encoder.close();
     this.encoder = new VideoEncoder({
@@ -200,7 +207,7 @@ export class VideoSender {
   loop() {
     return pump(this.reader, () => this.stopped, (e) => this.onError && this.onError(e), async (frame) => {
       this.framesIn++;
-      if (!this.enabled || this.stopped) return;
+      if (!this.enabled || this.stopped || this.unsupported) return;
       const w = frame.displayWidth, h = frame.displayHeight;
       const scale = Math.min(1, this.profile.maxWidth / w, this.profile.maxHeight / h);
       const tw = Math.round(w * scale) & ~1, th = Math.round(h * scale) & ~1;

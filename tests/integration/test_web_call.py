@@ -8,8 +8,9 @@ timeout) through an in-memory relay.
 
 test_web_three_party_call: one vcgate (WebSocket + WebTransport), one
 headless chromium with three contexts (fake camera and microphone): Alice
-forced to WebSocket, Bob and Carol to WebTransport, all joined through the
-page's link form.  Each page must see the other two with video and audio
+forced to WebSocket and capturing without MediaStreamTrackProcessor (the
+Firefox/Safari path), Bob and Carol on WebTransport, all joined through
+the page's link form.  Each page must see the other two with video and audio
 frames decoding (counters rising) and E2EE on; a python3-websockets client
 in the same room must receive their MEDIA packets as ciphertext only (no
 payload parses as a MediaPacket, every length a multiple of the AES block)
@@ -58,6 +59,9 @@ ROOM = "webcall"
 # (identity, display name, transport).  Without presence from the relay
 # the others see the identity, with "_" shown as a space.
 USERS = [("Alice_Ng", "Alice Ng", "ws"), ("Bob_Stone", "Bob Stone", "wt"), ("Carol_Diaz", "Carol Diaz", "wt")]
+# Alice's page runs without MediaStreamTrackProcessor, as in Firefox and
+# Safari: it captures from a <video> element and a ScriptProcessorNode.
+INIT = {"Alice_Ng": "delete window.MediaStreamTrackProcessor;"}
 SYSTEM = h.SYSTEM_USER
 # {"alg":"HS256"}.{"sub":"dave","room":"quiet","room_join":true}.(not a signature)
 FAKE_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkYXZlIiwicm9vbSI6InF1aWV0Iiwicm9vbV9qb2luIjp0cnVlfQ.bm90LWEtc2lnbmF0dXJl"
@@ -104,7 +108,7 @@ async def open_pages(br, ps, gw, users=USERS, viewport=None):
     pages = []
     for user, name, transport in users:
         url = page_url(ps.port, gw.ws_port, room=ROOM, user=user, name=name, transport=transport, join="1")
-        await br.call("open", user, url, viewport, timeout=30)
+        await br.call("open", user, url, viewport, INIT.get(user), timeout=30)
         pages.append(Page(br, user))
     for p, (user, _, transport) in zip(pages, users):
         st = await p.wait(lambda s: s["state"] in ("joined", "failed"), 25, "joined state")

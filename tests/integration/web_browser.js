@@ -1,7 +1,7 @@
 // Drives headless Debian chromium (playwright-core) for the call page tests
 // (test_web_call.py): one browser, one context per participant, each with
 // a fake camera and microphone.  Commands, one JSON line each on stdin:
-//   {"id": N, "fn": "open", "args": [NAME, URL, {width, height}]}
+//   {"id": N, "fn": "open", "args": [NAME, URL, {width, height}, INIT_SCRIPT]}
 //   {"id": N, "fn": "eval", "args": [NAME, "JS expression"]}
 //   {"id": N, "fn": "fill", "args": [NAME, LABEL, VALUE]}  the field labelled LABEL
 //   {"id": N, "fn": "click", "args": [NAME, BUTTON]}        the button named BUTTON
@@ -55,10 +55,11 @@ async function main() {
   });
   const pages = new Map();
   const commands = {
-    async open(name, url, viewport) {
+    async open(name, url, viewport, initScript) {
       const ctx = await browser.newContext({ viewport: viewport || { width: 1280, height: 800 } });
       await ctx.grantPermissions(["camera", "microphone"]);
       await ctx.addInitScript(RECORD);
+      if (initScript) await ctx.addInitScript(initScript);
       const page = await ctx.newPage();
       const requests = [];
       page.on("request", (r) => requests.push(r.url()));
