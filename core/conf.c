@@ -60,8 +60,12 @@ const vcg_option_t vcg__core_options[] = {
     "ms SIGTERM waits for clients to leave before stopping" },
   { "max_user_length", VCG_OPT_INT, S(max_user_length), 256, NULL, 1, 4096,
     "longest identity in bytes" },
-  { "max_room_length", VCG_OPT_INT, S(max_room_length), 128, NULL, 1, 200,
-    "longest room name in bytes" },
+  { "max_room_length", VCG_OPT_INT, S(max_room_length), 255, NULL, 1, 255,
+    "longest room name in bytes (videocall.rs allows 255)" },
+  { "max_video_delay", VCG_OPT_INT, S(max_video_delay), 150, NULL, 10, 60000,
+    "ms a queued video or screen packet may wait; older ones are dropped, not sent late" },
+  { "max_audio_delay", VCG_OPT_INT, S(max_audio_delay), 500, NULL, 10, 60000,
+    "ms a queued audio packet may wait before it is dropped" },
   VCG_OPTION_END
 };
 #undef S
@@ -278,6 +282,13 @@ static int load_instance(vcg__plugin_conf_t *pc, const config_setting_t *g, int 
   if (plugin && strcmp(plugin, d->name) != 0) {
     vcg__errs_add(errs, "%s:%d: %splugin: '%s' names itself '%s'", f, line, where, plugin, d->name);
     return 1;
+  }
+  for (const vcg_option_t *o = d->options; o && o->name; o++) {
+    if (is_reserved(o->name, plugin_reserved)) {
+      vcg__errs_add(errs, "%s:%d: %splugin: '%s' declares an option named '%s', which the host "
+                    "reserves (plugin, path, name)", f, line, where, d->name, o->name);
+      return 1;
+    }
   }
   pc->plugin = strdup(d->name);
   pc->name = strdup(name ? name : d->name);

@@ -49,6 +49,8 @@ typedef struct vcg__core_conf {
   int64_t drain_timeout;
   int64_t max_user_length;
   int64_t max_room_length;
+  int64_t max_video_delay;
+  int64_t max_audio_delay;
 } vcg__core_conf_t;
 
 extern const vcg_option_t vcg__core_options[];

@@ -4,10 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include "vcgate/plugin.h"
 
 struct vcg__ipcount {
-  struct vcg__ipcount *next;
+  vcg_hnode_t node;            /* in l->by_addr */
   uint8_t key[17];             /* family tag + 16 address bytes */
   long count;
 };
@@ -69,10 +70,15 @@ int vcg__limits_init(vcg__limits_t *l, long max_total, long max_per_ip,
   l->max_per_ip = max_per_ip;
   size_t n = 0;
   while (trusted && trusted[n]) n++;
+  uint64_t seed = 0;
+  /* Addresses are the client's choice (IPv6 especially): a random seed
+   * keeps them from being aimed at one chain. */
+  if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = (uint64_t)(uintptr_t)l;
   l->trusted = calloc(n ? n : 1, sizeof *l->trusted);
-  l->nbuckets = 1024;
-  l->buckets = calloc(l->nbuckets, sizeof *l->buckets);
-  if (!l->trusted || !l->buckets) { snprintf(err, errlen, "out of memory"); goto fail; }
+  if (!l->trusted || vcg_htab_init(&l->by_addr, 1024, seed) != 0) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
   for (size_t i = 0; i < n; i++) {
     if (vcg__cidr_parse(trusted[i], &l->trusted[i]) != 0) {
       snprintf(err, errlen, "core.trusted_addresses: '%s' is not an address or CIDR", trusted[i]);
@@ -84,34 +90,29 @@ int vcg__limits_init(vcg__limits_t *l, long max_total, long max_per_ip,
   return 0;
 fail:
   free(l->trusted);
-  free(l->buckets);
+  vcg_htab_free(&l->by_addr);
   l->trusted = NULL;
-  l->buckets = NULL;
   return VCG_EINVAL;
 }
 
 void vcg__limits_free(vcg__limits_t *l) {
-  if (!l->buckets) return;
-  for (size_t i = 0; i < l->nbuckets; i++) {
-    vcg__ipcount_t *e = l->buckets[i];
-    while (e) { vcg__ipcount_t *nx = e->next; free(e); e = nx; }
-  }
-  free(l->buckets);
+  if (!l->by_addr.b) return;
+  vcg_hnode_t *n;
+  while ((n = vcg_htab_pop(&l->by_addr)) != NULL) free(vcg_container_of(n, vcg__ipcount_t, node));
+  vcg_htab_free(&l->by_addr);
   free(l->trusted);
   uv_mutex_destroy(&l->lock);
   memset(l, 0, sizeof *l);
-}
-
-static size_t key_hash(const uint8_t *k) {
-  uint64_t h = 1469598103934665603ull;
-  for (int i = 0; i < 17; i++) { h ^= k[i]; h *= 1099511628211ull; }
-  return (size_t)h;
 }
 
 static int trusted(const vcg__limits_t *l, const struct sockaddr *sa) {
   for (size_t i = 0; i < l->ntrusted; i++)
     if (vcg__cidr_match(&l->trusted[i], sa)) return 1;
   return 0;
+}
+
+static int key_eq(const vcg_hnode_t *n, const void *key) {
+  return memcmp(vcg_container_of(n, vcg__ipcount_t, node)->key, key, 17) == 0;
 }
 
 int vcg__limits_acquire(vcg__limits_t *l, const struct sockaddr *sa, int *counted) {
@@ -124,18 +125,19 @@ int vcg__limits_acquire(vcg__limits_t *l, const struct sockaddr *sa, int *counte
   int fam = addr_bytes(sa, key + 1);
   if (!fam || trusted(l, sa)) return 0;
   key[0] = (uint8_t)fam;
-  size_t b = key_hash(key) % l->nbuckets;
+  uint64_t h = vcg_hash(key, sizeof key, l->by_addr.seed);
   int rc = 0;
   uv_mutex_lock(&l->lock);
-  vcg__ipcount_t *e = l->buckets[b];
-  while (e && memcmp(e->key, key, sizeof key) != 0) e = e->next;
+  vcg_hnode_t *hn = vcg_htab_find(&l->by_addr, h, key_eq, key);
+  vcg__ipcount_t *e = hn ? vcg_container_of(hn, vcg__ipcount_t, node) : NULL;
   if (!e) {
     e = calloc(1, sizeof *e);
     if (!e) rc = VCG_ENOMEM;
-    else { memcpy(e->key, key, sizeof key); e->next = l->buckets[b]; l->buckets[b] = e; }
+    else { memcpy(e->key, key, sizeof key); vcg_htab_insert(&l->by_addr, &e->node, h); }
   }
   if (e && e->count >= l->max_per_ip) rc = VCG_EAGAIN;
   else if (e) { e->count++; *counted = 1; }
+  if (e && e->count == 0) { vcg_htab_remove(&l->by_addr, &e->node); free(e); }
   uv_mutex_unlock(&l->lock);
   if (rc) atomic_fetch_sub(&l->total, 1);
   return rc;
@@ -147,14 +149,12 @@ void vcg__limits_release(vcg__limits_t *l, const struct sockaddr *sa, int counte
   uint8_t key[17] = { 0 };
   int fam = addr_bytes(sa, key + 1);
   key[0] = (uint8_t)fam;
-  size_t b = key_hash(key) % l->nbuckets;
   uv_mutex_lock(&l->lock);
-  vcg__ipcount_t **pp = &l->buckets[b];
-  while (*pp && memcmp((*pp)->key, key, sizeof key) != 0) pp = &(*pp)->next;
-  if (*pp && --(*pp)->count == 0) {
-    vcg__ipcount_t *dead = *pp;
-    *pp = dead->next;
-    free(dead);
+  vcg_hnode_t *hn = vcg_htab_find(&l->by_addr, vcg_hash(key, sizeof key, l->by_addr.seed), key_eq, key);
+  vcg__ipcount_t *e = hn ? vcg_container_of(hn, vcg__ipcount_t, node) : NULL;
+  if (e && --e->count == 0) {
+    vcg_htab_remove(&l->by_addr, &e->node);
+    free(e);
   }
   uv_mutex_unlock(&l->lock);
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <uv.h>
+#include "util/htab.h"
 
 typedef struct vcg__cidr {
   int family;          /* AF_INET or AF_INET6 */
@@ -25,8 +26,7 @@ typedef struct vcg__limits {
   vcg__cidr_t *trusted;
   size_t ntrusted;
   uv_mutex_t lock;            /* guards the per-address table */
-  vcg__ipcount_t **buckets;
-  size_t nbuckets;
+  vcg_htab_t by_addr;         /* vcg__ipcount_t by address */
 } vcg__limits_t;
 
 /* Parse "a.b.c.d/n", "::1", "fe80::/10".  0 or VCG_EINVAL. */

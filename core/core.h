@@ -19,7 +19,7 @@ typedef struct vcg__process vcg__process_t;
 /* Core counters of one worker; read by main after the worker stopped. */
 typedef struct vcg__stats {
   uint64_t sessions_opened, sessions_refused, packets_in, packets_relayed,
-           packets_dropped, packets_malformed, slow_closed, bus_in, bus_out;
+           packets_dropped, packets_shed, packets_malformed, slow_closed, bus_in, bus_out;
 } vcg__stats_t;
 
 #define VCG__MAX_COUNTERS 32
@@ -30,6 +30,10 @@ struct vcg_worker {
   vcg__plugin_conf_t *pc;
   vcg_instance_t *inst;
   int kind;
+  /* The plugin's vtable, resolved once when the worker is made, so the
+   * per-packet calls are one load away (NULL for the other kind). */
+  const vcg_transport_ops_t *top;
+  const vcg_bus_ops_t *bop;
   int started, stopped;
   /* Named counters, added to from the loop and (the *_ts calls) from
    * plugin threads.  Adding to an existing counter is one atomic add; the
@@ -42,6 +46,7 @@ struct vcg_worker {
 };
 
 struct vcg_session {
+  vcg_hnode_t idnode;       /* in the worker's sessions, keyed by id */
   uint64_t id;
   struct vcg_worker *t;     /* the transport binding */
   void *conn;
@@ -50,6 +55,7 @@ struct vcg_session {
   uint32_t slot;
   int closing;
   int ip_counted;
+  int admitted;             /* the transport holds the limits slot */
   size_t qp, qb;            /* queued packets / bytes in the transport */
   uint64_t drop_since_ms;   /* 0 when not dropping */
   uint64_t drops;
@@ -94,6 +100,7 @@ struct vcg__worker {
   struct vcg_worker bus;     /* bus.pc NULL: no bus */
   int pending_stops;
   vcg__rooms_t rooms;
+  vcg_htab_t sessions;       /* vcg_session_t by id (idnode) */
   size_t nsessions;
   uint64_t rng[2];
   vcg__stats_t stats;
@@ -120,33 +127,38 @@ struct vcg__process {
   vcg__info_t info;
 };
 
-/* session.c */
-int vcg__session_open(vcg_worker_t *b, const vcg_session_info_t *info,
-                      vcg_session_t **out, int *why, char *msg, size_t msglen);
-int vcg__session_deliver(vcg_session_t *s, const uint8_t *data, size_t len);
-void vcg__session_closed(vcg_session_t *s);
-void vcg__session_set_queued(vcg_session_t *s, size_t packets, size_t bytes);
-int vcg__bus_deliver(vcg_worker_t *b, const char *room, uint64_t origin,
-                     const uint8_t *data, size_t len);
-int vcg__bus_deliver_packet_ts(vcg_worker_t *b, const char *room, uint64_t origin,
-                               vcg_packet_t *p);
-int vcg__bus_deliver_ts(vcg_worker_t *b, const char *room, uint64_t origin,
-                        const uint8_t *data, size_t len);
-void vcg__worker_fanout(vcg__worker_t *w, vcg__room_t *room, vcg_session_t *sender,
-                        uint64_t origin, vcg_packet_t *p);
-uint64_t vcg__now_ms(vcg__worker_t *w);
+/* Hand one reference of p to s's transport, counting it in s's queue depth
+ * (the transport reports the true depth with session_set_queued later). */
+static inline int vcg__session_send(vcg_session_t *s, vcg_packet_t *p) {
+  s->qp++;
+  s->qb += p->len;
+  return s->t->top->send(s->t->inst, s->conn, p);
+}
 
-/* session.c, on the worker loop: fan out what other threads queued. */
-void vcg__worker_drain_inbox(vcg__worker_t *w);
+/* Ask s's transport to close it (once); session_closed() follows later. */
+static inline void vcg__session_close(vcg_session_t *s, int why, const char *reason) {
+  if (s->closing) return;
+  s->closing = 1;
+  s->t->top->close(s->t->inst, s->conn, why, reason);
+}
 
-/* worker.c */
-int vcg__worker_init(vcg__worker_t *w, vcg__process_t *proc, unsigned index);
-int vcg__worker_spawn(vcg__worker_t *w);
-void vcg__worker_request_drain(vcg__worker_t *w);
-void vcg__worker_request_stop(vcg__worker_t *w);
-void vcg__worker_join(vcg__worker_t *w);
-void vcg__worker_free(vcg__worker_t *w);
-void vcg__worker_session_gone(vcg__worker_t *w);
+static inline uint64_t vcg__now_ms(vcg__worker_t *w) { return uv_now(&w->loop); }
+
+static inline int vcg__session_id_eq(const vcg_hnode_t *n, const void *id) {
+  return vcg_container_of(n, vcg_session_t, idnode)->id == *(const uint64_t *)id;
+}
+/* The local session with this id on w, or NULL (ids are random: the
+ * table hashes them with no seed). */
+static inline vcg_session_t *vcg__session_find(vcg__worker_t *w, uint64_t id) {
+  vcg_hnode_t *n = id ? vcg_htab_find(&w->sessions, vcg_hash_mix(id), vcg__session_id_eq, &id) : NULL;
+  return n ? vcg_container_of(n, vcg_session_t, idnode) : NULL;
+}
+
+#define VCG__LOG(w, lvl, sid, ...)                                            \
+  do {                                                                        \
+    if (vcg__log_on((w)->proc->log, lvl))                                     \
+      vcg__logf((w)->proc->log, lvl, "core", sid, __VA_ARGS__);               \
+  } while (0)
 
 /* host.c */
 /* host->log(NULL, ...) during configure/init, before any worker exists,

@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core.h"
+#include "inbox.h"
+#include "relay.h"
+#include "session.h"
 
 /* The one piece of process state host.c keeps: the logger for the calls a
  * plugin makes before it has a worker (configure, init).  Set once by main
@@ -109,6 +112,20 @@ static int h_info_get(vcg_worker_t *b, const char *key, char *buf, size_t len) {
   return rc;
 }
 
+static int h_conn_admit(vcg_worker_t *b, const struct sockaddr *peer) {
+  int counted = 0;
+  int rc = vcg__limits_acquire(&b->core->proc->limits, peer, &counted);
+  return rc ? rc : counted;
+}
+
+static void h_conn_release(vcg_worker_t *b, const struct sockaddr *peer, int admitted) {
+  vcg__limits_release(&b->core->proc->limits, peer, admitted);
+}
+
+static uint64_t h_packet_deadline(const vcg_packet_t *p) {
+  return p->deadline_ms ? p->deadline_ms : UINT64_MAX;
+}
+
 const vcg_host_api_t vcg__host_api = {
   .size = sizeof(vcg_host_api_t),
   .abi_major = VCG_ABI_MAJOR,
@@ -136,4 +153,8 @@ const vcg_host_api_t vcg__host_api = {
   .counter_add_ts = vcg__counter_add,
   .info_set = h_info_set,
   .info_get = h_info_get,
+  .conn_admit = h_conn_admit,
+  .conn_release = h_conn_release,
+  .packet_deadline = h_packet_deadline,
+  .packet_shed = vcg__relay_shed,
 };

@@ -101,10 +101,14 @@ int vcg__plugin_load(const char *path, int expect, vcg__plugin_t **out,
   }
   p->desc = d;
 #define VCG__TAKE_OPS(o) \
-  p->ops = (vcg__ops_t){ (o)->configure, (o)->init, (o)->start, (o)->drain, (o)->stop, (o)->fini }
+  p->ops = (vcg__ops_t){ (o)->configure, (o)->init, (o)->start, (o)->reload, (o)->drain, \
+                         (o)->stop, (o)->fini }
   if (d->kind == VCG_PLUGIN_TRANSPORT) VCG__TAKE_OPS(d->transport);
   else VCG__TAKE_OPS(d->bus);
 #undef VCG__TAKE_OPS
+  /* Members appended in a minor are read only from plugins built for it:
+   * an older plugin's bytes there were reserved (and may be anything). */
+  if (d->abi_minor >= 2) p->restart_options = d->restart_options;
   p->path = strdup(path);
   if (!p->path) { rc = VCG_ENOMEM; snprintf(err, errlen, "%s: out of memory", path); goto fail; }
   *out = p;

@@ -11,6 +11,7 @@ typedef struct vcg__ops {
   int (*init)(const vcg_host_api_t *host, const void *conf, vcg_plugin_state_t **state);
   int (*start)(const vcg_host_api_t *host, vcg_plugin_state_t *state, const void *conf,
                vcg_worker_t *w, vcg_instance_t **inst);
+  int (*reload)(vcg_instance_t *inst, const void *conf);
   void (*drain)(vcg_instance_t *inst);
   void (*stop)(vcg_instance_t *inst, vcg_stopped_cb cb);
   void (*fini)(vcg_plugin_state_t *state);
@@ -25,6 +26,7 @@ typedef struct vcg__plugin {
   char *path;
   const vcg_plugin_t *desc;
   vcg__ops_t ops;
+  const char *const *restart_options; /* NULL unless the plugin is >= 1.2 */
   vcg_plugin_state_t *state;   /* from init(), NULL before */
   int inited;
 } vcg__plugin_t;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "conf.h"
 #include "core.h"
+#include "worker.h"
 
 
 
@@ -151,7 +152,7 @@ static int init_plugin(vcg__main_t *m, vcg__plugin_conf_t *pc) {
   if (!pc->loaded->ops.init) return 0;
   int rc = pc->loaded->ops.init(&vcg__host_api, pc->conf, &pc->loaded->state);
   if (rc != 0) {
-    vcg__logf(&m->log, VCG_LOG_ERROR, pc->name, 0, "init failed (%d)", rc);
+    vcg__logf(&m->log, VCG_LOG_ERROR, pc->name, 0, "init failed: %s", vcg_strerror(rc));
     return rc;
   }
   pc->loaded->inited = 1;
@@ -201,14 +202,17 @@ static void log_stats(vcg__main_t *m) {
     t.sessions_opened += s->sessions_opened; t.sessions_refused += s->sessions_refused;
     t.packets_in += s->packets_in; t.packets_relayed += s->packets_relayed;
     t.packets_dropped += s->packets_dropped; t.packets_malformed += s->packets_malformed;
+    t.packets_shed += s->packets_shed;
     t.slow_closed += s->slow_closed; t.bus_in += s->bus_in; t.bus_out += s->bus_out;
   }
   vcg__logf(&m->log, VCG_LOG_INFO, "core", 0,
             "totals: sessions %llu opened %llu refused; packets %llu in, %llu relayed, %llu "
-            "dropped, %llu malformed; %llu slow consumers closed; bus %llu in, %llu out",
+            "dropped (%llu past their deadline), %llu malformed; %llu slow consumers closed; "
+            "bus %llu in, %llu out",
             (unsigned long long)t.sessions_opened, (unsigned long long)t.sessions_refused,
             (unsigned long long)t.packets_in, (unsigned long long)t.packets_relayed,
-            (unsigned long long)t.packets_dropped, (unsigned long long)t.packets_malformed,
+            (unsigned long long)t.packets_dropped, (unsigned long long)t.packets_shed,
+            (unsigned long long)t.packets_malformed,
             (unsigned long long)t.slow_closed, (unsigned long long)t.bus_in,
             (unsigned long long)t.bus_out);
   if (m->proc.nworkers == 0) return;

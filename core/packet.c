@@ -33,10 +33,21 @@ static size_t get_varint(const uint8_t *d, size_t len, uint64_t *v) {
 /* The relay needs two integers of each inbound PacketWrapper and must
  * refuse bytes that are not one.  protobuf-c's unpack would do both, at the
  * price of three allocations and a copy of the payload per packet, so the
- * hot path walks the wire format instead and keeps nothing: the same
- * acceptance rules (checked against protobuf-c in tests/unit/test_packet.c,
- * including a differential fuzz), no allocation.  protobuf-c still encodes
- * every packet the server makes. */
+ * hot path walks the wire format instead and keeps nothing.
+ *
+ * What it accepts: what every receiver can parse, i.e. what protobuf-c
+ * 1.4 (C clients, our own tests) accepts AND what the protobuf
+ * specification (prost, the Rust clients' decoder) accepts.  The two
+ * differ in two corners, found by a differential fuzzer:
+ *  - a tag whose field number is 0 (`80 00 01`): protobuf-c skips it as an
+ *    unknown field, the specification (and prost) refuses it: refused;
+ *  - a length prefix longer than 5 bytes (`2a 80 80 80 80 80 00`, a
+ *    zero-padded 0): the specification allows 10-byte varints, protobuf-c
+ *    refuses lengths over 5 bytes and keeps only their low 32 bits:
+ *    refused, and 5-byte lengths are read as protobuf-c reads them.
+ * tests/unit/test_packet.c and tests/fuzz/fuzz_packet.c check this rule
+ * exactly against protobuf-c.  protobuf-c still encodes every packet the
+ * server makes. */
 int vcg__pw_decode(const uint8_t *data, size_t len, vcg__pw_header_t *h) {
   const uint8_t *inner = NULL;
   size_t inner_len = 0, i = 0;
@@ -69,8 +80,9 @@ int vcg__pw_decode(const uint8_t *data, size_t len, vcg__pw_header_t *h) {
       if (len - i < 4 || (field >= 1 && field <= 4)) return VCG_EINVAL;
       i += 4;
       break;
-    case 2: /* length-delimited */
-      if (!(n = get_varint(data + i, len - i, &v))) return VCG_EINVAL;
+    case 2: /* length-delimited: at most 5 bytes, low 32 bits (protobuf-c) */
+      if (!(n = get_varint(data + i, len - i < 5 ? len - i : 5, &v))) return VCG_EINVAL;
+      v &= 0xffffffffu;
       i += n;
       if (v > len - i) return VCG_EINVAL;
       if (field == 1 || field == 4) return VCG_EINVAL;
@@ -91,6 +103,7 @@ static vcg_packet_t *packet_alloc(size_t len) {
   if (!p) return NULL;
   atomic_init(&p->refs, 1);
   p->len = (uint32_t)len;
+  p->deadline_ms = 0; /* unset: vcg__relay_stamp() sets it by class */
   return p;
 }
 
@@ -135,6 +148,7 @@ static vcg_packet_t *pack_wrapper(const Vcgate__PacketWrapper *pw) {
   vcg_packet_t *p = packet_alloc(n);
   if (!p) return NULL;
   vcgate__packet_wrapper__pack(pw, p->data);
+  p->deadline_ms = UINT64_MAX; /* the server's own packets always go out */
   p->type = (int32_t)pw->packet_type;
   p->media_type = -1;
   p->session_id = pw->session_id;

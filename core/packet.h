@@ -17,6 +17,8 @@ struct vcg_packet {
   int32_t type;        /* PacketWrapper.packet_type */
   int32_t media_type;  /* MediaPacket.media_type for MEDIA, else -1 */
   uint64_t session_id; /* PacketWrapper.session_id after stamping */
+  uint64_t deadline_ms;/* loop time after which it is not sent; UINT64_MAX:
+                          never dropped (host->packet_deadline) */
   uint8_t data[];
 };
 

@@ -2,56 +2,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t hash(const char *s) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) { h ^= (unsigned char)*s; h *= 1099511628211ull; }
-  return (size_t)h;
+int vcg__rooms_init(vcg__rooms_t *r, uint64_t seed) {
+  return vcg_htab_init(&r->t, 64, seed) == 0 ? 0 : VCG_ENOMEM;
 }
 
-int vcg__rooms_init(vcg__rooms_t *r) {
-  r->nb = 64;
-  r->count = 0;
-  r->b = calloc(r->nb, sizeof *r->b);
-  return r->b ? 0 : VCG_ENOMEM;
+static void room_free(vcg__room_t *x) {
+  free(x->m);
+  free(x->name);
+  free(x->creator);
+  free(x);
 }
 
 void vcg__rooms_free(vcg__rooms_t *r) {
-  for (size_t i = 0; r->b && i < r->nb; i++) {
-    vcg__room_t *x = r->b[i];
-    while (x) {
-      vcg__room_t *nx = x->next;
-      free(x->m); free(x->name); free(x->creator); free(x);
-      x = nx;
-    }
-  }
-  free(r->b);
-  memset(r, 0, sizeof *r);
+  vcg_hnode_t *n;
+  while ((n = vcg_htab_pop(&r->t)) != NULL) room_free(vcg_container_of(n, vcg__room_t, node));
+  vcg_htab_free(&r->t);
+}
+
+static int room_eq(const vcg_hnode_t *n, const void *name) {
+  return strcmp(vcg_container_of(n, vcg__room_t, node)->name, name) == 0;
 }
 
 vcg__room_t *vcg__room_find(vcg__rooms_t *r, const char *name) {
-  vcg__room_t *x = r->b[hash(name) & (r->nb - 1)];
-  while (x && strcmp(x->name, name) != 0) x = x->next;
-  return x;
-}
-
-/* Keep the load factor under 1 so lookups stay O(1). */
-static void grow(vcg__rooms_t *r) {
-  size_t nb = r->nb * 2;
-  vcg__room_t **b = calloc(nb, sizeof *b);
-  if (!b) return; /* keep working with longer chains */
-  for (size_t i = 0; i < r->nb; i++) {
-    vcg__room_t *x = r->b[i];
-    while (x) {
-      vcg__room_t *nx = x->next;
-      size_t k = hash(x->name) & (nb - 1);
-      x->next = b[k];
-      b[k] = x;
-      x = nx;
-    }
-  }
-  free(r->b);
-  r->b = b;
-  r->nb = nb;
+  vcg_hnode_t *n = vcg_htab_find(&r->t, vcg_hash_str(name, r->t.seed), room_eq, name);
+  return n ? vcg_container_of(n, vcg__room_t, node) : NULL;
 }
 
 vcg__room_t *vcg__room_get(vcg__rooms_t *r, const char *name, uint64_t now_ms, int *created) {
@@ -61,11 +35,7 @@ vcg__room_t *vcg__room_get(vcg__rooms_t *r, const char *name, uint64_t now_ms, i
   x = calloc(1, sizeof *x);
   if (!x || !(x->name = strdup(name))) { free(x); return NULL; }
   x->start_ms = now_ms;
-  if (r->count + 1 > r->nb) grow(r);
-  size_t k = hash(name) & (r->nb - 1);
-  x->next = r->b[k];
-  r->b[k] = x;
-  r->count++;
+  vcg_htab_insert(&r->t, &x->node, vcg_hash_str(name, r->t.seed));
   *created = 1;
   return x;
 }
@@ -111,8 +81,6 @@ void vcg__room_compact(vcg__room_t *room, vcg__room_slot_fn slot) {
 }
 
 void vcg__room_destroy(vcg__rooms_t *r, vcg__room_t *room) {
-  vcg__room_t **pp = &r->b[hash(room->name) & (r->nb - 1)];
-  while (*pp && *pp != room) pp = &(*pp)->next;
-  if (*pp) { *pp = room->next; r->count--; }
-  free(room->m); free(room->name); free(room->creator); free(room);
+  vcg_htab_remove(&r->t, &room->node);
+  room_free(room);
 }

@@ -9,9 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "vcgate/plugin.h"
+#include "util/htab.h"
 
 typedef struct vcg__room {
-  struct vcg__room *next;   /* hash chain */
+  vcg_hnode_t node;         /* in vcg__rooms_t.t, keyed by name */
   char *name;
   vcg_session_t **m;
   uint32_t n, cap;
@@ -22,14 +23,14 @@ typedef struct vcg__room {
 } vcg__room_t;
 
 typedef struct vcg__rooms {
-  vcg__room_t **b;
-  size_t nb, count;
+  vcg_htab_t t;             /* room names come from clients: seeded */
 } vcg__rooms_t;
 
 /* The slot index a session keeps for its room (set by join). */
 typedef void (*vcg__room_slot_fn)(vcg_session_t *s, uint32_t idx);
 
-int vcg__rooms_init(vcg__rooms_t *r);
+/* seed: random per worker (room names are chosen by clients). */
+int vcg__rooms_init(vcg__rooms_t *r, uint64_t seed);
 void vcg__rooms_free(vcg__rooms_t *r);
 vcg__room_t *vcg__room_find(vcg__rooms_t *r, const char *name);
 /* Find or create; *created tells which. NULL on ENOMEM. */
@@ -42,4 +43,5 @@ uint32_t vcg__room_remove(vcg__room_t *room, uint32_t idx, vcg_session_t **moved
 void vcg__room_compact(vcg__room_t *room, vcg__room_slot_fn slot);
 void vcg__room_destroy(vcg__rooms_t *r, vcg__room_t *room);
 #define vcg__room_live(room) ((room)->n - (room)->holes)
+#define vcg__rooms_count(r) ((r)->t.n)
 #endif

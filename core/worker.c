@@ -6,14 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include "core.h"
+#include "inbox.h"
+#include "worker.h"
 
 static void begin_stop(vcg__worker_t *w);
 static void on_drain_timeout(uv_timer_t *t);
 
 static void on_async(uv_async_t *a) {
   vcg__worker_t *w = a->data;
-  vcg__worker_drain_inbox(w);
+  vcg__inbox_drain(w);
   if (atomic_exchange(&w->cmd_stop, 0)) begin_stop(w);
   else if (atomic_exchange(&w->cmd_drain, 0) && w->state == VCG__RUNNING) {
     w->state = VCG__DRAINING;
@@ -46,7 +47,7 @@ static void on_closed_handle(uv_handle_t *h) { (void)h; }
 
 static void finish(vcg__worker_t *w) {
   w->state = VCG__STOPPED;
-  vcg__worker_drain_inbox(w); /* release any packet still in flight */
+  vcg__inbox_drain(w); /* release any packet still in flight */
   uv_close((uv_handle_t *)&w->async, on_closed_handle);
   uv_close((uv_handle_t *)&w->drain_timer, on_closed_handle);
 }
@@ -91,6 +92,8 @@ int vcg__worker_init(vcg__worker_t *w, vcg__process_t *proc, unsigned index) {
   w->index = index;
   if (getrandom(w->rng, sizeof w->rng, 0) != sizeof w->rng) return VCG_EINVAL;
   w->rng[0] |= 1;
+  uint64_t room_seed;
+  if (getrandom(&room_seed, sizeof room_seed, 0) != sizeof room_seed) return VCG_EINVAL;
   int rc = uv_loop_init(&w->loop);
   if (rc) return rc;
   if ((rc = uv_async_init(&w->loop, &w->async, on_async)) != 0) return rc;
@@ -99,7 +102,8 @@ int vcg__worker_init(vcg__worker_t *w, vcg__process_t *proc, unsigned index) {
   w->drain_timer.data = w;
   if ((rc = uv_mutex_init(&w->qlock)) != 0) return rc;
   if ((rc = uv_sem_init(&w->started, 0)) != 0) return rc;
-  if ((rc = vcg__rooms_init(&w->rooms)) != 0) return rc;
+  if ((rc = vcg__rooms_init(&w->rooms, room_seed)) != 0) return rc;
+  if (vcg_htab_init(&w->sessions, 64, 0) != 0) return VCG_ENOMEM;
   const vcg__config_t *c = proc->cfg;
   w->ntransports = c->ntransports;
   w->transports = calloc(c->ntransports, sizeof *w->transports);
@@ -108,12 +112,16 @@ int vcg__worker_init(vcg__worker_t *w, vcg__process_t *proc, unsigned index) {
     w->transports[i].core = w;
     w->transports[i].pc = &c->transports[i];
     w->transports[i].kind = VCG_PLUGIN_TRANSPORT;
+    w->transports[i].top = c->transports[i].loaded->desc->transport;
     uv_mutex_init(&w->transports[i].clock);
   }
   w->bus.core = w;
   w->bus.kind = VCG_PLUGIN_BUS;
   uv_mutex_init(&w->bus.clock);
-  if (c->bus.loaded) w->bus.pc = (vcg__plugin_conf_t *)&c->bus;
+  if (c->bus.loaded) {
+    w->bus.pc = (vcg__plugin_conf_t *)&c->bus;
+    w->bus.bop = c->bus.loaded->desc->bus;
+  }
   return 0;
 }
 
@@ -122,7 +130,7 @@ static int start_binding(vcg__worker_t *w, vcg_worker_t *b) {
                                     &b->inst);
   if (rc != 0 || !b->inst) {
     vcg__logf(w->proc->log, VCG_LOG_ERROR, b->pc->name, 0,
-              "worker %u: start failed (%d)", w->index, rc);
+              "worker %u: start failed: %s", w->index, vcg_strerror(rc ? rc : VCG_EINVAL));
     b->inst = NULL;
     return rc ? rc : VCG_EINVAL;
   }
@@ -165,9 +173,9 @@ void vcg__worker_join(vcg__worker_t *w) {
               w->index);
 }
 
-/* Separate from join so main can read the counters of stopped workers. */
 void vcg__worker_free(vcg__worker_t *w) {
   vcg__rooms_free(&w->rooms);
+  vcg_htab_free(&w->sessions);
   for (size_t i = 0; i < w->ntransports; i++) uv_mutex_destroy(&w->transports[i].clock);
   uv_mutex_destroy(&w->bus.clock);
   free(w->transports);

@@ -7,14 +7,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <vcgate/plugin.h>
-
-#define HUB_MIN_BUCKETS 64u
+#include "htab.h"
 
 typedef struct hub_room {
-  struct hub_room *next;  /* bucket chain */
-  uint32_t hash;
+  vcg_hnode_t node;       /* in hub->rooms, keyed by name */
   size_t n, cap;          /* members in use / allocated */
   void **members;         /* owned array; the members themselves are not */
   char name[];            /* owned copy of the room name */
@@ -22,92 +21,64 @@ typedef struct hub_room {
 
 struct vcg__hub {
   pthread_rwlock_t lock;  /* guards everything below */
-  hub_room_t **buckets;   /* nbuckets chains; nbuckets is a power of two */
-  size_t nbuckets;
-  size_t nrooms;
+  vcg_htab_t rooms;       /* hub_room_t; room names are validated, but
+                             chosen by clients: seeded */
 };
-
-/* FNV-1a: room names are short, validated strings; a simple, well-spread
- * hash is enough. */
-static uint32_t hub_hash(const char *s) {
-  uint32_t h = 2166136261u;
-  for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
-  return h;
-}
 
 int vcg__hub_new(vcg__hub_t **out) {
   vcg__hub_t *hub = calloc(1, sizeof(*hub));
+  uint64_t seed = 0;
   if (hub == NULL) return VCG_ENOMEM;
-  hub->buckets = calloc(HUB_MIN_BUCKETS, sizeof(*hub->buckets));
-  if (hub->buckets == NULL || pthread_rwlock_init(&hub->lock, NULL) != 0) {
-    free(hub->buckets);
+  if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = (uint64_t)(uintptr_t)hub;
+  if (vcg_htab_init(&hub->rooms, 64, seed) != 0) {
     free(hub);
     return VCG_ENOMEM;
   }
-  hub->nbuckets = HUB_MIN_BUCKETS;
+  if (pthread_rwlock_init(&hub->lock, NULL) != 0) {
+    vcg_htab_free(&hub->rooms);
+    free(hub);
+    return VCG_ENOMEM;
+  }
   *out = hub;
   return 0;
 }
 
+static void room_free(hub_room_t *r) {
+  free(r->members);
+  free(r);
+}
+
 void vcg__hub_free(vcg__hub_t *hub) {
+  vcg_hnode_t *n;
   if (hub == NULL) return;
-  for (size_t i = 0; i < hub->nbuckets; i++) {
-    hub_room_t *r = hub->buckets[i];
-    while (r != NULL) {
-      hub_room_t *next = r->next;
-      free(r->members);
-      free(r);
-      r = next;
-    }
-  }
-  free(hub->buckets);
+  while ((n = vcg_htab_pop(&hub->rooms)) != NULL)
+    room_free(vcg_container_of(n, hub_room_t, node));
+  vcg_htab_free(&hub->rooms);
   pthread_rwlock_destroy(&hub->lock);
   free(hub);
 }
 
-/* Find the chain link that points at room (or at NULL where it would be
- * inserted).  Caller holds the lock. */
-static hub_room_t **hub_find(vcg__hub_t *hub, const char *room, uint32_t h) {
-  hub_room_t **pp = &hub->buckets[h & (hub->nbuckets - 1)];
-  while (*pp != NULL && ((*pp)->hash != h || strcmp((*pp)->name, room) != 0))
-    pp = &(*pp)->next;
-  return pp;
+static int room_eq(const vcg_hnode_t *n, const void *name) {
+  return strcmp(vcg_container_of(n, hub_room_t, node)->name, name) == 0;
 }
 
-/* Double the bucket array when rooms outnumber buckets, so chains stay
- * short.  A failed allocation only leaves the table denser. */
-static void hub_grow(vcg__hub_t *hub) {
-  size_t n = hub->nbuckets * 2;
-  hub_room_t **b = calloc(n, sizeof(*b));
-  if (b == NULL) return;
-  for (size_t i = 0; i < hub->nbuckets; i++) {
-    hub_room_t *r = hub->buckets[i];
-    while (r != NULL) {
-      hub_room_t *next = r->next;
-      r->next = b[r->hash & (n - 1)];
-      b[r->hash & (n - 1)] = r;
-      r = next;
-    }
-  }
-  free(hub->buckets);
-  hub->buckets = b;
-  hub->nbuckets = n;
+/* The room named room, or NULL.  Caller holds the lock. */
+static hub_room_t *hub_find(vcg__hub_t *hub, const char *room, uint64_t h) {
+  vcg_hnode_t *n = vcg_htab_find(&hub->rooms, h, room_eq, room);
+  return n ? vcg_container_of(n, hub_room_t, node) : NULL;
 }
 
 int vcg__hub_join(vcg__hub_t *hub, const char *room, void *member) {
-  uint32_t h = hub_hash(room);
+  uint64_t h = vcg_hash_str(room, hub->rooms.seed);
   int rc = 0;
   pthread_rwlock_wrlock(&hub->lock);
-  hub_room_t **pp = hub_find(hub, room, h);
-  hub_room_t *r = *pp;
+  hub_room_t *r = hub_find(hub, room, h);
   if (r == NULL) {
     size_t len = strlen(room);
     r = calloc(1, sizeof(*r) + len + 1);
     if (r == NULL) { rc = VCG_ENOMEM; goto out; }
     memcpy(r->name, room, len + 1);
-    r->hash = h;
-    *pp = r;
-    hub->nrooms++;
+    vcg_htab_insert(&hub->rooms, &r->node, h);
   }
   for (size_t i = 0; i < r->n; i++)
     if (r->members[i] == member) goto out;  /* already a member */
@@ -117,10 +88,8 @@ int vcg__hub_join(vcg__hub_t *hub, const char *room, void *member) {
     if (m == NULL) {
       rc = VCG_ENOMEM;
       if (r->n == 0) {  /* do not leave an empty room behind */
-        *pp = r->next;
-        hub->nrooms--;
-        free(r->members);
-        free(r);
+        vcg_htab_remove(&hub->rooms, &r->node);
+        room_free(r);
       }
       goto out;
     }
@@ -128,24 +97,20 @@ int vcg__hub_join(vcg__hub_t *hub, const char *room, void *member) {
     r->cap = cap;
   }
   r->members[r->n++] = member;
-  if (hub->nrooms > hub->nbuckets) hub_grow(hub);
 out:
   pthread_rwlock_unlock(&hub->lock);
   return rc;
 }
 
-/* Remove member from the room at *pp; free the room when it is empty.
- * Caller holds the write lock. */
-static int hub_remove(vcg__hub_t *hub, hub_room_t **pp, void *member) {
-  hub_room_t *r = *pp;
+/* Remove member from r; free r when it is empty.  Caller holds the write
+ * lock. */
+static int hub_remove(vcg__hub_t *hub, hub_room_t *r, void *member) {
   for (size_t i = 0; i < r->n; i++) {
     if (r->members[i] != member) continue;
     r->members[i] = r->members[--r->n];  /* order does not matter */
     if (r->n == 0) {
-      *pp = r->next;
-      hub->nrooms--;
-      free(r->members);
-      free(r);
+      vcg_htab_remove(&hub->rooms, &r->node);
+      room_free(r);
     }
     return 0;
   }
@@ -155,23 +120,25 @@ static int hub_remove(vcg__hub_t *hub, hub_room_t **pp, void *member) {
 int vcg__hub_leave(vcg__hub_t *hub, const char *room, void *member) {
   int rc = VCG_ENOENT;
   pthread_rwlock_wrlock(&hub->lock);
-  hub_room_t **pp = hub_find(hub, room, hub_hash(room));
-  if (*pp != NULL) rc = hub_remove(hub, pp, member);
+  hub_room_t *r = hub_find(hub, room, vcg_hash_str(room, hub->rooms.seed));
+  if (r != NULL) rc = hub_remove(hub, r, member);
   pthread_rwlock_unlock(&hub->lock);
   return rc;
 }
 
 void vcg__hub_leave_all(vcg__hub_t *hub, void *member) {
   pthread_rwlock_wrlock(&hub->lock);
-  for (size_t i = 0; i < hub->nbuckets; i++) {
-    hub_room_t **pp = &hub->buckets[i];
-    while (*pp != NULL) {
-      hub_room_t *r = *pp;
-      /* hub_remove unlinks r when it empties; then *pp already points at
-       * the next room, otherwise step past r. */
-      if (hub_remove(hub, pp, member) != 0 || *pp == r) pp = &r->next;
-    }
+  /* Removing while iterating is not allowed: collect the rooms first. */
+  size_t n = 0, cap = hub->rooms.n, i = 0;
+  hub_room_t **mine = cap ? malloc(cap * sizeof(*mine)) : NULL;
+  for (vcg_hnode_t *x = vcg_htab_next(&hub->rooms, &i, NULL); x && mine;
+       x = vcg_htab_next(&hub->rooms, &i, x)) {
+    hub_room_t *r = vcg_container_of(x, hub_room_t, node);
+    for (size_t k = 0; k < r->n; k++)
+      if (r->members[k] == member) { mine[n++] = r; break; }
   }
+  for (size_t k = 0; k < n; k++) hub_remove(hub, mine[k], member);
+  free(mine);
   pthread_rwlock_unlock(&hub->lock);
 }
 
@@ -179,7 +146,7 @@ size_t vcg__hub_visit(vcg__hub_t *hub, const char *room, const void *skip,
                       vcg__hub_visit_cb cb, void *arg) {
   size_t calls = 0;
   pthread_rwlock_rdlock(&hub->lock);
-  hub_room_t *r = *hub_find(hub, room, hub_hash(room));
+  hub_room_t *r = hub_find(hub, room, vcg_hash_str(room, hub->rooms.seed));
   if (r != NULL) {
     for (size_t i = 0; i < r->n; i++) {
       if (r->members[i] == skip) continue;
@@ -193,7 +160,7 @@ size_t vcg__hub_visit(vcg__hub_t *hub, const char *room, const void *skip,
 
 size_t vcg__hub_room_count(vcg__hub_t *hub) {
   pthread_rwlock_rdlock(&hub->lock);
-  size_t n = hub->nrooms;
+  size_t n = hub->rooms.n;
   pthread_rwlock_unlock(&hub->lock);
   return n;
 }

@@ -57,12 +57,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <nats/nats.h>
 #include <uv.h>
 
 #include <vcgate/plugin.h>
 
+#include "htab.h"
 #include "subject.h"
 
 #define NATS_DEFAULT_SERVER "nats://127.0.0.1:4222"
@@ -73,7 +75,7 @@
 
 typedef struct nats_conf {
   char **servers;
-  char *name, *user, *password, *token, *credentials;
+  char *connection_name, *user, *password, *token, *credentials;
   char *tls_ca, *tls_cert, *tls_key;
   int64_t reconnect_wait, max_reconnect, pending_bytes, connect_timeout;
   int64_t write_deadline, drain_timeout;
@@ -83,7 +85,9 @@ typedef struct nats_conf {
 static const vcg_option_t nats_options[] = {
   VCG_OPTION_STRLIST(nats_conf_t, servers, "servers",
                      "NATS server URLs of one cluster (default [\"" NATS_DEFAULT_SERVER "\"])"),
-  OPT_S(name, "connection name shown by the server (default vcgate-wN)"),
+  /* Not "name": that key is the host's (the instance name) in every
+   * plugin group. */
+  OPT_S(connection_name, "connection name shown by the server (default vcgate-wN)"),
   OPT_S(user, "user name (with password)"),
   OPT_S(password, "password (with user)"),
   OPT_S(token, "authentication token"),
@@ -107,7 +111,7 @@ static const vcg_option_t nats_options[] = {
 };
 
 typedef struct nats_room {
-  struct nats_room *next;     /* bucket chain */
+  vcg_hnode_t node;           /* in inst->rooms, keyed by name */
   natsSubscription *sub;      /* owned; NULL until connected */
   char name[];
 } nats_room_t;
@@ -136,8 +140,7 @@ struct vcg_instance {
   uv_async_t async;           /* nats.c threads -> loop */
 
   /* Loop thread only. */
-  nats_room_t **buckets;
-  size_t nbuckets, nrooms;
+  vcg_htab_t rooms;           /* nats_room_t (room names come from clients) */
   uint64_t last_warn;         /* uv_now of the last rate-limited warning */
   int closing;                /* drain or close of nc has been started */
   vcg_stopped_cb stop_cb;
@@ -247,34 +250,13 @@ static void nats_on_error(natsConnection *nc, natsSubscription *sub,
 
 /* ------------------------------------------------------------- rooms */
 
-static uint32_t room_hash(const char *s) {
-  uint32_t h = 2166136261u;  /* FNV-1a */
-  for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
-  return h;
+static int room_eq(const vcg_hnode_t *n, const void *name) {
+  return strcmp(vcg_container_of(n, nats_room_t, node)->name, name) == 0;
 }
 
-static nats_room_t **room_find(vcg_instance_t *inst, const char *room) {
-  nats_room_t **pp = &inst->buckets[room_hash(room) & (inst->nbuckets - 1)];
-  while (*pp != NULL && strcmp((*pp)->name, room) != 0) pp = &(*pp)->next;
-  return pp;
-}
-
-/* Keep chains short; a failed allocation only leaves the table denser. */
-static void room_grow(vcg_instance_t *inst) {
-  size_t n = inst->nbuckets * 2;
-  nats_room_t **b = calloc(n, sizeof(*b));
-  if (b == NULL) return;
-  for (size_t i = 0; i < inst->nbuckets; i++) {
-    for (nats_room_t *r = inst->buckets[i], *next; r != NULL; r = next) {
-      next = r->next;
-      nats_room_t **slot = &b[room_hash(r->name) & (n - 1)];
-      r->next = *slot;
-      *slot = r;
-    }
-  }
-  free(inst->buckets);
-  inst->buckets = b;
-  inst->nbuckets = n;
+static nats_room_t *room_find(vcg_instance_t *inst, const char *room) {
+  vcg_hnode_t *n = vcg_htab_find(&inst->rooms, vcg_hash_str(room, inst->rooms.seed), room_eq, room);
+  return n ? vcg_container_of(n, nats_room_t, node) : NULL;
 }
 
 /* Subscribe r on the current connection.  A failure (connection closed
@@ -316,8 +298,7 @@ static int nats_room_join(vcg_instance_t *inst, const char *room) {
                     "room '%s' cannot be a NATS subject: kept local", room);
     return VCG_EINVAL;
   }
-  nats_room_t **pp = room_find(inst, room);
-  if (*pp != NULL) return 0;
+  if (room_find(inst, room) != NULL) return 0;
   size_t len = strlen(room);
   nats_room_t *r = calloc(1, sizeof(*r) + len + 1);
   if (r == NULL) return VCG_ENOMEM;
@@ -325,17 +306,14 @@ static int nats_room_join(vcg_instance_t *inst, const char *room) {
   /* Before the connection exists the room is only recorded; the connect
    * completion subscribes every recorded room. */
   if (inst->nc != NULL) room_subscribe(inst, r);
-  *pp = r;
-  if (++inst->nrooms > inst->nbuckets) room_grow(inst);
+  vcg_htab_insert(&inst->rooms, &r->node, vcg_hash_str(r->name, inst->rooms.seed));
   return 0;
 }
 
 static void nats_room_leave(vcg_instance_t *inst, const char *room) {
-  nats_room_t **pp = room_find(inst, room);
-  nats_room_t *r = *pp;
+  nats_room_t *r = room_find(inst, room);
   if (r == NULL) return;
-  *pp = r->next;
-  inst->nrooms--;
+  vcg_htab_remove(&inst->rooms, &r->node);
   room_free(r);
 }
 
@@ -447,9 +425,12 @@ static void nats_connect_done(uv_work_t *req, int status) {
     nats_maybe_finish(inst);
     return;
   }
-  for (size_t i = 0; i < inst->nbuckets; i++)
-    for (nats_room_t *r = inst->buckets[i]; r != NULL; r = r->next)
-      if (r->sub == NULL) room_subscribe(inst, r);
+  size_t i = 0;
+  for (vcg_hnode_t *x = vcg_htab_next(&inst->rooms, &i, NULL); x;
+       x = vcg_htab_next(&inst->rooms, &i, x)) {
+    nats_room_t *r = vcg_container_of(x, nats_room_t, node);
+    if (r->sub == NULL) room_subscribe(inst, r);
+  }
 }
 
 /* Build the nats.c options from conf.  Loop thread (pure setup). */
@@ -466,10 +447,10 @@ static int nats_make_opts(vcg_instance_t *inst, char *err, size_t errlen) {
     servers = (const char **)c->servers;
     for (n = 0; c->servers[n] != NULL; n++) {}
   }
-  if (c->name == NULL)
+  if (c->connection_name == NULL)
     snprintf(name, sizeof(name), "vcgate-w%u", inst->host->worker_index(inst->w));
   else
-    snprintf(name, sizeof(name), "%s", c->name);
+    snprintf(name, sizeof(name), "%s", c->connection_name);
 
 #define TRY(what, call) \
   do { if (s == NATS_OK && (s = (call)) != NATS_OK) \
@@ -540,7 +521,7 @@ static void nats_async_cb(uv_async_t *h) {
 
 static void nats_free(vcg_instance_t *inst) {
   if (inst->opts != NULL) natsOptions_Destroy(inst->opts);
-  free(inst->buckets);
+  vcg_htab_free(&inst->rooms);
   uv_mutex_destroy(&inst->mu);
   free(inst);
 }
@@ -591,10 +572,14 @@ static int nats_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
   inst->host = host;
   inst->conf = conf;
   inst->w = w;
-  inst->nbuckets = 64;
-  inst->buckets = calloc(inst->nbuckets, sizeof(*inst->buckets));
-  if (inst->buckets == NULL || uv_mutex_init(&inst->mu) != 0) {
-    free(inst->buckets);
+  uint64_t seed = 0;
+  if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = (uint64_t)(uintptr_t)inst;
+  if (vcg_htab_init(&inst->rooms, 64, seed) != 0) {
+    free(inst);
+    return VCG_ENOMEM;
+  }
+  if (uv_mutex_init(&inst->mu) != 0) {
+    vcg_htab_free(&inst->rooms);
     free(inst);
     return VCG_ENOMEM;
   }
@@ -633,16 +618,8 @@ static void nats_drain(vcg_instance_t *inst) {
 static void nats_stop(vcg_instance_t *inst, vcg_stopped_cb cb) {
   inst->stop_cb = cb;
   atomic_store(&inst->stopping, 1);
-  for (size_t i = 0; i < inst->nbuckets; i++) {
-    nats_room_t *r = inst->buckets[i];
-    while (r != NULL) {
-      nats_room_t *next = r->next;
-      room_free(r);
-      r = next;
-    }
-    inst->buckets[i] = NULL;
-  }
-  inst->nrooms = 0;
+  vcg_hnode_t *x;
+  while ((x = vcg_htab_pop(&inst->rooms)) != NULL) room_free(vcg_container_of(x, nats_room_t, node));
   if (inst->connecting) uv_cancel((uv_req_t *)&inst->connect_req);
   /* Also when cancelled, connect_done runs and finishes the stop. */
   nats_maybe_finish(inst);

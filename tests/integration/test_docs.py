@@ -21,7 +21,7 @@ SECTIONS = {
 # Defaults the README states in words because they depend on the install
 # or the worker, or that the plugin applies when the list is empty (-P
 # prints the empty list): checked by name only.
-DESCRIBED = {("core", "plugin_dir"), ("nats", "name"), ("nats", "servers")}
+DESCRIBED = {("core", "plugin_dir"), ("nats", "connection_name"), ("nats", "servers")}
 
 
 def readme_tables():

@@ -490,7 +490,7 @@ def test_check_config_nats_options():
     port = H.free_port()
     good = H.write_config(core={}, transports=[H.ws_transport(port)],
                           bus=_nats_bus(["nats://127.0.0.1:1", "nats://127.0.0.1:2"],
-                                        name="gw", max_reconnect=-1, pending_bytes=1 << 20,
+                                        connection_name="gw", max_reconnect=-1, pending_bytes=1 << 20,
                                         connect_timeout=500))
     cp = H.run_vcgate(["-t", "-c", good])
     assert cp.returncode == 0, "good nats config refused: %s" % (cp.stdout + cp.stderr)

@@ -27,107 +27,194 @@ static size_t media(uint8_t *out, int mt) {
   return vcgate__media_packet__pack(&mp, out);
 }
 
-int main(void) {
-  uint8_t buf[4096], inner[256];
-  vcg__pw_header_t h;
-  size_t n = wrap(buf, VCG_PT_AES_KEY, "alice", (const uint8_t *)"k", 1, 0);
-  CHECK(vcg__pw_decode(buf, n, &h) == 0 && h.type == VCG_PT_AES_KEY && h.session_id == 0,
-        "decodes type and an absent session id");
+/* The rule vcg__pw_decode() must follow exactly (core/packet.c): accept
+ * what protobuf-c accepts, except a field number 0, which protobuf-c keeps
+ * as an unknown field and the protobuf specification refuses. */
+static int oracle_accepts(const uint8_t *m, size_t ml, Vcgate__PacketWrapper **out) {
+  Vcgate__PacketWrapper *ref = vcgate__packet_wrapper__unpack(NULL, ml, m);
+  *out = ref;
+  if (!ref) return 0;
+  for (unsigned k = 0; k < ref->base.n_unknown_fields; k++)
+    if (ref->base.unknown_fields[k].tag == 0) return 0;
+  return 1;
+}
 
+static uint8_t buf[4096], inner[256];
+static vcg__pw_header_t h;
+
+TEST(decodes_type_and_absent_id) {
+  size_t n = wrap(buf, VCG_PT_AES_KEY, "alice", (const uint8_t *)"k", 1, 0);
+  CHECK_EQ(vcg__pw_decode(buf, n, &h), 0);
+  CHECK_EQ(h.type, VCG_PT_AES_KEY);
+  CHECK_UEQ(h.session_id, 0);
+}
+
+TEST(stamping_makes_valid_wrapper) {
+  size_t n = wrap(buf, VCG_PT_AES_KEY, "alice", (const uint8_t *)"k", 1, 0);
+  vcg__pw_decode(buf, n, &h);
   vcg_packet_t *p = vcg__packet_from_wire(buf, n, &h, 0x1122334455667788ull);
   Vcgate__PacketWrapper *pw = vcgate__packet_wrapper__unpack(NULL, p->len, p->data);
-  CHECK(pw && pw->session_id == 0x1122334455667788ull && pw->packet_type == VCG_PT_AES_KEY &&
-        pw->data.len == 1 && pw->user_id.len == 5,
-        "stamping a zero session id yields a valid PacketWrapper carrying the sender's id");
-  CHECK(p->session_id == 0x1122334455667788ull, "stamped packet records its session id");
-  vcgate__packet_wrapper__free_unpacked(pw, NULL);
-  vcg__packet_unref(p);
-
-  n = wrap(buf, VCG_PT_MEDIA, "bob", inner, media(inner, 1), 42);
-  CHECK(vcg__pw_decode(buf, n, &h) == 0 && h.session_id == 42 && h.media_type == 1,
-        "decodes a MEDIA packet's inner media type (VIDEO)");
-  p = vcg__packet_from_wire(buf, n, &h, 99);
-  CHECK(p->len == n && memcmp(p->data, buf, n) == 0 && p->session_id == 42,
-        "a non-zero session id is relayed unchanged");
-  vcg__packet_ref(p);
-  vcg__packet_unref(p);
-  CHECK(p->len == n, "a reference keeps the packet alive");
-  vcg__packet_unref(p);
-
-  n = wrap(buf, VCG_PT_MEDIA, "bob", inner, media(inner, 5), 0);
-  CHECK(vcg__pw_decode(buf, n, &h) == 0 && h.media_type == 5, "recognises RTT media");
-
-  n = wrap(buf, VCG_PT_MEDIA, "bob", (const uint8_t *)"\x93\x11\x02", 3, 0);
-  CHECK(vcg__pw_decode(buf, n, &h) == 0 && h.media_type == -1,
-        "encrypted inner bytes give an unknown media type, not an error");
-
-  const uint8_t garbage[] = { 0xff, 0xff, 0xff, 0xff, 0xff };
-  CHECK(vcg__pw_decode(garbage, sizeof garbage, &h) == VCG_EINVAL, "garbage bytes are refused");
-  const uint8_t truncated[] = { 0x1a, 0x10, 'a', 'b' }; /* data says 16 bytes, has 2 */
-  CHECK(vcg__pw_decode(truncated, sizeof truncated, &h) == VCG_EINVAL,
-        "a length-delimited field running past the end is refused");
-  const uint8_t wrongwire[] = { 0x0a, 0x01, 0x01 }; /* field 1 as bytes: enum expected */
-  CHECK(vcg__pw_decode(wrongwire, sizeof wrongwire, &h) == VCG_EINVAL,
-        "a known field with the wrong wire type is refused");
-  const uint8_t unknownenum[] = { 0x08, 0x63 }; /* packet_type 99 */
-  CHECK(vcg__pw_decode(unknownenum, sizeof unknownenum, &h) == 0 && h.type == 99,
-        "unknown packet types decode (they are relayed, not rejected)");
-  CHECK(vcg__pw_decode((const uint8_t *)"", 0, &h) == 0 && h.type == 0,
-        "an empty message is a valid (UNKNOWN) PacketWrapper");
-
-  /* Differential fuzz: the zero-copy header scanner must accept exactly
-   * what protobuf-c accepts and read the same two fields.  Mutations of
-   * valid packets (bit flips, truncation, inserted bytes) plus random
-   * bytes; a fixed seed keeps the run repeatable. */
-  {
-    uint64_t seed = 0x9e3779b97f4a7c15ull;
-    int agree = 1, trials = 200000, accepted = 0;
-    uint8_t base[512], m[600];
-    for (int t = 0; t < trials && agree; t++) {
-      seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17;
-      size_t bl = wrap(base, (int)(seed % 12), "user@x", inner, media(inner, (int)(seed >> 8) % 8),
-                       (seed >> 16) % 3 ? (seed >> 20) : 0);
-      size_t ml = bl;
-      memcpy(m, base, bl);
-      int kind = (int)((seed >> 40) % 4);
-      uint64_t r = seed;
-      if (kind == 0) { for (int k = 0; k < 3; k++) { r = r * 6364136223846793005ull + 1; m[(r >> 33) % ml] ^= (uint8_t)(1u << ((r >> 20) % 8)); } }
-      else if (kind == 1) ml = (size_t)((r >> 33) % (bl + 1));
-      else if (kind == 2) { size_t at = (size_t)((r >> 33) % (bl + 1)); memmove(m + at + 1, m + at, bl - at); m[at] = (uint8_t)(r >> 8); ml++; }
-      else { ml = (size_t)((r >> 33) % 24); for (size_t k = 0; k < ml; k++) { r = r * 6364136223846793005ull + 1; m[k] = (uint8_t)(r >> 56); } }
-      Vcgate__PacketWrapper *ref = vcgate__packet_wrapper__unpack(NULL, ml, m);
-      int mine = vcg__pw_decode(m, ml, &h);
-      if ((ref != NULL) != (mine == 0) ||
-          (ref && (h.type != (int)ref->packet_type || h.session_id != ref->session_id))) {
-        agree = 0;
-        printf("# disagreement on %zu bytes (protobuf-c %s, scanner %d):", ml, ref ? "accepts" : "refuses", mine);
-        for (size_t k = 0; k < ml && k < 64; k++) printf(" %02x", m[k]);
-        printf("\n");
-      }
-      accepted += ref != NULL;
-      if (ref) vcgate__packet_wrapper__free_unpacked(ref, NULL);
-    }
-    CHECK(agree, "the header scanner agrees with protobuf-c on %d mutated and random inputs (%d valid)",
-          trials, accepted);
+  CHECK(pw != NULL, "protobuf-c reads the stamped packet");
+  if (pw) {
+    CHECK_UEQ(pw->session_id, 0x1122334455667788ull);
+    CHECK_EQ(pw->packet_type, VCG_PT_AES_KEY);
+    CHECK_EQ(pw->data.len, 1);
+    CHECK_EQ(pw->user_id.len, 5);
+    vcgate__packet_wrapper__free_unpacked(pw, NULL);
   }
-
-  p = vcg__packet_session_assigned(77);
-  pw = vcgate__packet_wrapper__unpack(NULL, p->len, p->data);
-  CHECK(pw && pw->packet_type == VCG_PT_SESSION_ASSIGNED && pw->session_id == 77 &&
-        pw->user_id.len == strlen(VCG_SYSTEM_USER) &&
-        memcmp(pw->user_id.data, VCG_SYSTEM_USER, pw->user_id.len) == 0 && pw->data.len == 0,
-        "SESSION_ASSIGNED carries the id and the system identity, no data");
-  vcgate__packet_wrapper__free_unpacked(pw, NULL);
+  CHECK_UEQ(p->session_id, 0x1122334455667788ull);
   vcg__packet_unref(p);
+}
 
-  p = vcg__packet_meeting(1, "room1", 1234, "alice", 0);
-  pw = vcgate__packet_wrapper__unpack(NULL, p->len, p->data);
+TEST(nonzero_id_relayed_unchanged) {
+  size_t n = wrap(buf, VCG_PT_MEDIA, "bob", inner, media(inner, 1), 42);
+  CHECK_EQ(vcg__pw_decode(buf, n, &h), 0);
+  CHECK_UEQ(h.session_id, 42);
+  CHECK_EQ(h.media_type, 1);
+  vcg_packet_t *p = vcg__packet_from_wire(buf, n, &h, 99);
+  CHECK_EQ(p->len, n);
+  CHECK(memcmp(p->data, buf, n) == 0, "the bytes are unchanged");
+  CHECK_UEQ(p->session_id, 42);
+  vcg__packet_unref(p);
+}
+
+TEST(reference_counting) {
+  size_t n = wrap(buf, VCG_PT_MEDIA, "bob", inner, media(inner, 1), 42);
+  vcg__pw_decode(buf, n, &h);
+  vcg_packet_t *p = vcg__packet_from_wire(buf, n, &h, 99);
+  CHECK_EQ(atomic_load(&p->refs), 1);
+  vcg__packet_ref(p);
+  CHECK_EQ(atomic_load(&p->refs), 2);
+  vcg__packet_unref(p);
+  CHECK_EQ(atomic_load(&p->refs), 1); /* one reference left: still alive */
+  CHECK_EQ(p->len, n);
+  vcg__packet_unref(p); /* the last one frees it (ASan checks nothing is left) */
+}
+
+TEST(media_types) {
+  size_t n = wrap(buf, VCG_PT_MEDIA, "bob", inner, media(inner, 5), 0);
+  CHECK_EQ(vcg__pw_decode(buf, n, &h), 0);
+  CHECK_EQ(h.media_type, 5);
+  n = wrap(buf, VCG_PT_MEDIA, "bob", (const uint8_t *)"\x93\x11\x02", 3, 0);
+  CHECK_EQ(vcg__pw_decode(buf, n, &h), 0);
+  CHECK_EQ(h.media_type, -1); /* encrypted: unknown, not an error */
+}
+
+TEST(malformed_refused) {
+  const uint8_t garbage[] = { 0xff, 0xff, 0xff, 0xff, 0xff };
+  CHECK_EQ(vcg__pw_decode(garbage, sizeof garbage, &h), VCG_EINVAL);
+  const uint8_t truncated[] = { 0x1a, 0x10, 'a', 'b' }; /* data says 16 bytes, has 2 */
+  CHECK_EQ(vcg__pw_decode(truncated, sizeof truncated, &h), VCG_EINVAL);
+  const uint8_t wrongwire[] = { 0x0a, 0x01, 0x01 }; /* field 1 as bytes: enum expected */
+  CHECK_EQ(vcg__pw_decode(wrongwire, sizeof wrongwire, &h), VCG_EINVAL);
+}
+
+TEST(unknown_and_empty_accepted) {
+  const uint8_t unknownenum[] = { 0x08, 0x63 }; /* packet_type 99: relayed, not rejected */
+  CHECK_EQ(vcg__pw_decode(unknownenum, sizeof unknownenum, &h), 0);
+  CHECK_EQ(h.type, 99);
+  CHECK_EQ(vcg__pw_decode((const uint8_t *)"", 0, &h), 0);
+  CHECK_EQ(h.type, 0);
+}
+
+TEST(fuzzer_findings) {
+  Vcgate__PacketWrapper *ref;
+  /* Field number 0: protobuf-c skips it, the specification refuses it. */
+  const uint8_t field0[] = { 0x80, 0x00, 0x01 };
+  CHECK_EQ(vcg__pw_decode(field0, sizeof field0, &h), VCG_EINVAL);
+  CHECK_EQ(oracle_accepts(field0, sizeof field0, &ref), 0);
+  if (ref) vcgate__packet_wrapper__free_unpacked(ref, NULL);
+  /* A 6-byte length prefix: protobuf-c refuses it, and so do we. */
+  const uint8_t longlen[] = { 0x2a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00 };
+  CHECK_EQ(vcg__pw_decode(longlen, sizeof longlen, &h), VCG_EINVAL);
+  CHECK_EQ(oracle_accepts(longlen, sizeof longlen, &ref), 0);
+  if (ref) vcgate__packet_wrapper__free_unpacked(ref, NULL);
+  /* A 5-byte length prefix of 0 is what protobuf-c still reads. */
+  const uint8_t len5[] = { 0x2a, 0x80, 0x80, 0x80, 0x80, 0x00 };
+  CHECK_EQ(vcg__pw_decode(len5, sizeof len5, &h), 0);
+  CHECK_EQ(oracle_accepts(len5, sizeof len5, &ref), 1);
+  if (ref) vcgate__packet_wrapper__free_unpacked(ref, NULL);
+}
+
+/* Differential fuzz: the header scanner accepts exactly what the rule
+ * above accepts and reads the same two fields.  Mutations of valid packets
+ * (bit flips, truncation, inserted bytes) plus random bytes; a fixed seed
+ * keeps the run repeatable (tests/fuzz/ runs the open-ended version). */
+TEST(differential_against_protobuf_c) {
+  uint64_t seed = 0x9e3779b97f4a7c15ull;
+  int agree = 1, trials = 200000, accepted = 0;
+  uint8_t base[512], m[600];
+  for (int t = 0; t < trials && agree; t++) {
+    seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17;
+    size_t bl = wrap(base, (int)(seed % 12), "user@x", inner, media(inner, (int)(seed >> 8) % 8),
+                     (seed >> 16) % 3 ? (seed >> 20) : 0);
+    size_t ml = bl;
+    memcpy(m, base, bl);
+    int kind = (int)((seed >> 40) % 4);
+    uint64_t r = seed;
+    if (kind == 0) { for (int k = 0; k < 3; k++) { r = r * 6364136223846793005ull + 1; m[(r >> 33) % ml] ^= (uint8_t)(1u << ((r >> 20) % 8)); } }
+    else if (kind == 1) ml = (size_t)((r >> 33) % (bl + 1));
+    else if (kind == 2) { size_t at = (size_t)((r >> 33) % (bl + 1)); memmove(m + at + 1, m + at, bl - at); m[at] = (uint8_t)(r >> 8); ml++; }
+    else { ml = (size_t)((r >> 33) % 24); for (size_t k = 0; k < ml; k++) { r = r * 6364136223846793005ull + 1; m[k] = (uint8_t)(r >> 56); } }
+    Vcgate__PacketWrapper *ref;
+    int want = oracle_accepts(m, ml, &ref);
+    int mine = vcg__pw_decode(m, ml, &h);
+    if (want != (mine == 0) ||
+        (want && (h.type != (int)ref->packet_type || h.session_id != ref->session_id))) {
+      agree = 0;
+      printf("#   disagreement on %zu bytes (rule %s, scanner %d):", ml, want ? "accepts" : "refuses", mine);
+      for (size_t k = 0; k < ml && k < 64; k++) printf(" %02x", m[k]);
+      printf("\n");
+    }
+    accepted += want;
+    if (ref) vcgate__packet_wrapper__free_unpacked(ref, NULL);
+  }
+  CHECK(agree, "agrees on %d inputs (%d valid)", trials, accepted);
+}
+
+TEST(session_assigned_packet) {
+  vcg_packet_t *p = vcg__packet_session_assigned(77);
+  Vcgate__PacketWrapper *pw = vcgate__packet_wrapper__unpack(NULL, p->len, p->data);
+  CHECK(pw != NULL, "decodes");
+  if (pw) {
+    CHECK_EQ(pw->packet_type, VCG_PT_SESSION_ASSIGNED);
+    CHECK_UEQ(pw->session_id, 77);
+    CHECK_EQ(pw->user_id.len, strlen(VCG_SYSTEM_USER));
+    CHECK(memcmp(pw->user_id.data, VCG_SYSTEM_USER, pw->user_id.len) == 0, "system identity");
+    CHECK_EQ(pw->data.len, 0);
+    vcgate__packet_wrapper__free_unpacked(pw, NULL);
+  }
+  vcg__packet_unref(p);
+}
+
+TEST(meeting_started_packet) {
+  vcg_packet_t *p = vcg__packet_meeting(1, "room1", 1234, "alice", 0);
+  Vcgate__PacketWrapper *pw = vcgate__packet_wrapper__unpack(NULL, p->len, p->data);
   Vcgate__MeetingPacket *mp = pw ? vcgate__meeting_packet__unpack(NULL, pw->data.len, pw->data.data) : NULL;
-  CHECK(mp && pw->packet_type == VCG_PT_MEETING && mp->event_type == 1 &&
-        strcmp(mp->room_id, "room1") == 0 && mp->start_time_ms == 1234 &&
-        mp->creator_id.len == 5, "MEETING_STARTED carries room, start time and creator");
-  if (mp) vcgate__meeting_packet__free_unpacked(mp, NULL);
+  CHECK(mp != NULL, "decodes");
+  if (mp) {
+    CHECK_EQ(pw->packet_type, VCG_PT_MEETING);
+    CHECK_EQ(mp->event_type, 1);
+    CHECK_STREQ(mp->room_id, "room1");
+    CHECK_UEQ(mp->start_time_ms, 1234);
+    CHECK_EQ(mp->creator_id.len, 5);
+    vcgate__meeting_packet__free_unpacked(mp, NULL);
+  }
   if (pw) vcgate__packet_wrapper__free_unpacked(pw, NULL);
   vcg__packet_unref(p);
+}
+
+int main(void) {
+  RUN(decodes_type_and_absent_id, "decodes the type and an absent session id");
+  RUN(stamping_makes_valid_wrapper, "stamping a zero id yields a valid PacketWrapper with the sender's id");
+  RUN(nonzero_id_relayed_unchanged, "a non-zero session id is relayed unchanged");
+  RUN(reference_counting, "references count up and down; the last unref frees");
+  RUN(media_types, "the inner media type is read (RTT), or -1 when encrypted");
+  RUN(malformed_refused, "garbage, truncation and wrong wire types are refused");
+  RUN(unknown_and_empty_accepted, "unknown packet types and an empty message decode");
+  RUN(fuzzer_findings, "field number 0 and 6-byte lengths are refused (fuzzer findings)");
+  RUN(differential_against_protobuf_c, "the header scanner follows protobuf-c (and the spec) exactly");
+  RUN(session_assigned_packet, "SESSION_ASSIGNED carries the id and the system identity, no data");
+  RUN(meeting_started_packet, "MEETING_STARTED carries room, start time and creator");
   return TAP_DONE();
 }

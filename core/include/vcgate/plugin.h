@@ -66,6 +66,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <string.h>
 #include <uv.h>
 
 #ifdef __cplusplus
@@ -73,7 +74,7 @@ extern "C" {
 #endif
 
 #define VCG_ABI_MAJOR 1
-#define VCG_ABI_MINOR 1
+#define VCG_ABI_MINOR 2
 
 #define VCG_PLUGIN_ENTRY "vcg_plugin_entry"
 
@@ -85,19 +86,55 @@ extern "C" {
 #define VCG_PRINTF(f, a)
 #endif
 
-/* Error codes: 0 or a negative errno-style value, as libuv does. */
-#define VCG_EINVAL   (-22)
-#define VCG_ENOMEM   (-12)
-#define VCG_EAGAIN   (-11)
+/* Error codes: 0 or a negative errno-style value, as libuv does (the
+ * values are Linux's errno numbers, so a code from libuv or the C library,
+ * negated, reads the same). */
 #define VCG_EPERM    (-1)
-#define VCG_EACCES   (-13)
-#define VCG_EEXIST   (-17)
 #define VCG_ENOENT   (-2)
-#define VCG_EMSGSIZE (-90)
-#define VCG_ENOBUFS  (-105)
-#define VCG_ECONNREFUSED (-111)
+#define VCG_EIO      (-5)
+#define VCG_EAGAIN   (-11)
+#define VCG_ENOMEM   (-12)
+#define VCG_EACCES   (-13)
 #define VCG_EBUSY    (-16)
+#define VCG_EEXIST   (-17)
+#define VCG_EINVAL   (-22)
+#define VCG_EMFILE   (-24)
+#define VCG_ENOSPC   (-28)
+#define VCG_EMSGSIZE (-90)
+#define VCG_ENOTSUP  (-95)
+#define VCG_EADDRINUSE (-98)
+#define VCG_ENOBUFS  (-105)
+#define VCG_ETIMEDOUT (-110)
+#define VCG_ECONNREFUSED (-111)
 #define VCG_ECANCELED (-125)
+
+/* A short text for an error code (ABI 1.2): "invalid argument (EINVAL)".
+ * Codes outside the list above are any other negative errno value, as
+ * libuv returns them, and read through strerror(). */
+static inline const char *vcg_strerror(int err) {
+  switch (err) {
+  case 0:                return "success";
+  case VCG_EPERM:        return "operation not permitted (EPERM)";
+  case VCG_ENOENT:       return "no such file or entry (ENOENT)";
+  case VCG_EIO:          return "input/output error (EIO)";
+  case VCG_EAGAIN:       return "resource temporarily unavailable (EAGAIN)";
+  case VCG_ENOMEM:       return "out of memory (ENOMEM)";
+  case VCG_EACCES:       return "permission denied (EACCES)";
+  case VCG_EBUSY:        return "busy or needs a restart (EBUSY)";
+  case VCG_EEXIST:       return "already exists (EEXIST)";
+  case VCG_EINVAL:       return "invalid argument (EINVAL)";
+  case VCG_EMFILE:       return "too many open files (EMFILE)";
+  case VCG_ENOSPC:       return "no space left (ENOSPC)";
+  case VCG_EMSGSIZE:     return "message too long (EMSGSIZE)";
+  case VCG_ENOTSUP:      return "not supported (ENOTSUP)";
+  case VCG_EADDRINUSE:   return "address already in use (EADDRINUSE)";
+  case VCG_ENOBUFS:      return "no buffer space (ENOBUFS)";
+  case VCG_ETIMEDOUT:    return "timed out (ETIMEDOUT)";
+  case VCG_ECONNREFUSED: return "connection refused (ECONNREFUSED)";
+  case VCG_ECANCELED:    return "canceled (ECANCELED)";
+  default:               return err < 0 ? strerror(-err) : "unknown error";
+  }
+}
 
 /* Opaque handles.  Their layout belongs to the host. */
 typedef struct vcg_worker  vcg_worker_t;   /* one worker loop of the host */
@@ -120,21 +157,77 @@ enum vcg_packet_type {
   VCG_PT_CONGESTION = 9
 };
 
-/* Why the host refuses or ends a session.  Transports map these onto their
- * own vocabulary (HTTP status, WebSocket close code, WT capsule). */
-enum vcg_close_reason {
-  VCG_CLOSE_NORMAL       = 0, /* client went away / normal end */
-  VCG_CLOSE_BAD_REQUEST  = 1, /* bad identity or room:      400 / 1008 */
-  VCG_CLOSE_FORBIDDEN    = 2, /* reserved identity, auth:   403 / 1008 */
-  VCG_CLOSE_LIMIT        = 3, /* per-IP limit or rate:      429 / 1013 */
-  VCG_CLOSE_TOO_BIG      = 4, /* message over max size:     413 / 1009 */
-  VCG_CLOSE_SLOW         = 5, /* slow consumer:             1008 */
-  VCG_CLOSE_SHUTDOWN     = 6, /* server draining:           503 / 1001 */
-  VCG_CLOSE_INTERNAL     = 7, /* internal error:            500 / 1011 */
-  VCG_CLOSE_IDLE         = 8, /* idle timeout:              1001 */
-  VCG_CLOSE_OVERLOAD     = 9, /* global limit, room full:   503 / 1013 */
-  VCG_CLOSE_NOT_FOUND    = 10 /* unknown path (transport's own use): 404 */
+/* Why the host refuses or ends a session, and the one table that says how
+ * every transport answers it: the HTTP status of a refused request (the
+ * WebSocket upgrade, the WebTransport CONNECT) and the close code of a
+ * session that ends (WebSocket close frame, WebTransport CLOSE capsule).
+ * Transports call vcg_close_http_status() / vcg_close_ws_code() and never
+ * keep a mapping of their own, so the same refusal reads the same on every
+ * transport. */
+enum vcg_close_reason {             /*                        HTTP   close */
+  VCG_CLOSE_NORMAL       = 0,  /* client went away / normal end    -    1000 */
+  VCG_CLOSE_BAD_REQUEST  = 1,  /* malformed lobby URL, identity,
+                                  room or token                     400  1008 */
+  VCG_CLOSE_FORBIDDEN    = 2,  /* reserved identity, bad token,
+                                  no access                         403  1008 */
+  VCG_CLOSE_LIMIT        = 3,  /* per-address limit or rate         429  1013 */
+  VCG_CLOSE_TOO_BIG      = 4,  /* message over max size             413  1009 */
+  VCG_CLOSE_SLOW         = 5,  /* slow consumer                     -    1008 */
+  VCG_CLOSE_SHUTDOWN     = 6,  /* server draining                   503  1001 */
+  VCG_CLOSE_INTERNAL     = 7,  /* internal error, misconfiguration  500  1011 */
+  VCG_CLOSE_IDLE         = 8,  /* idle timeout                      -    1001 */
+  VCG_CLOSE_OVERLOAD     = 9,  /* global limit, room full           503  1013 */
+  VCG_CLOSE_NOT_FOUND    = 10, /* not a lobby path                  404  1008 */
+  /* ABI 1.2 */
+  VCG_CLOSE_UNAUTHORIZED = 11, /* expired token                     401  1008 */
+  VCG_CLOSE_GONE         = 12, /* legacy lobby while tokens are
+                                  required                          410  1008 */
+  VCG_CLOSE_PROTOCOL     = 13, /* protocol violation by the client  400  1002 */
+  VCG_CLOSE_BAD_DATA     = 14, /* invalid payload (non-UTF-8 text)  400  1007 */
+  VCG_CLOSE_METHOD       = 15  /* wrong request method              405  1008 */
 };
+
+/* HTTP status for refusing a request with reason why. */
+static inline int vcg_close_http_status(int why) {
+  switch (why) {
+  case VCG_CLOSE_BAD_REQUEST:
+  case VCG_CLOSE_PROTOCOL:
+  case VCG_CLOSE_BAD_DATA:     return 400;
+  case VCG_CLOSE_UNAUTHORIZED: return 401;
+  case VCG_CLOSE_FORBIDDEN:    return 403;
+  case VCG_CLOSE_NOT_FOUND:    return 404;
+  case VCG_CLOSE_METHOD:       return 405;
+  case VCG_CLOSE_GONE:         return 410;
+  case VCG_CLOSE_TOO_BIG:      return 413;
+  case VCG_CLOSE_LIMIT:        return 429;
+  case VCG_CLOSE_SHUTDOWN:
+  case VCG_CLOSE_OVERLOAD:     return 503;
+  default:                     return 500;
+  }
+}
+
+/* RFC 6455 close code for ending a session with reason why (WebTransport
+ * carries the same number in its CLOSE_WEBTRANSPORT_SESSION capsule). */
+static inline int vcg_close_ws_code(int why) {
+  switch (why) {
+  case VCG_CLOSE_NORMAL:       return 1000;
+  case VCG_CLOSE_SHUTDOWN:
+  case VCG_CLOSE_IDLE:         return 1001;
+  case VCG_CLOSE_PROTOCOL:     return 1002;
+  case VCG_CLOSE_BAD_DATA:     return 1007;
+  case VCG_CLOSE_BAD_REQUEST:
+  case VCG_CLOSE_FORBIDDEN:
+  case VCG_CLOSE_SLOW:
+  case VCG_CLOSE_NOT_FOUND:
+  case VCG_CLOSE_UNAUTHORIZED:
+  case VCG_CLOSE_GONE:
+  case VCG_CLOSE_METHOD:       return 1008;
+  case VCG_CLOSE_TOO_BIG:      return 1009;
+  case VCG_CLOSE_LIMIT:
+  case VCG_CLOSE_OVERLOAD:     return 1013;
+  default:                     return 1011;
+  }
+}
 
 /* ---------------------------------------------------------------- config */
 
@@ -178,7 +271,19 @@ typedef struct vcg_session_info {
   const struct sockaddr *peer; /* peer address; borrowed for the call */
   void *conn;                /* the transport's connection; the host passes
                                 it back in send()/close(), never touches it */
+  /* ABI 1.2.  The request target exactly as the client sent it: path and
+   * query, NOT percent-decoded ("/lobby/alice/standup",
+   * "/lobby?token=eyJ..."); borrowed for the call.  When set, the host
+   * parses the lobby grammar itself (core/lobby.c) and user and room are
+   * ignored, so every transport accepts and refuses the same URLs; a
+   * transport built for ABI 1.1 passes user and room instead. */
+  const char *target;
+  /* ABI 1.2.  VCG_SESSION_ADMITTED: the connection already holds a slot
+   * from host->conn_admit(), so the host does not count it again. */
+  uint32_t flags;
 } vcg_session_info_t;
+
+#define VCG_SESSION_ADMITTED 0x1u
 
 /* Functions of the host, handed to every plugin call that needs them. */
 typedef struct vcg_host_api {
@@ -209,12 +314,15 @@ typedef struct vcg_host_api {
   void (*packet_unref)(vcg_packet_t *p);
 
   /* ---- transports ---- */
-  /* Open a session for a new connection.  The host validates identity and
-   * room, applies limits, assigns a session id, joins the room and queues
-   * SESSION_ASSIGNED (which reaches the transport through send()).  On
-   * refusal returns a negative code, sets *why (enum vcg_close_reason) and
-   * writes a human-readable reason into msg; the transport turns it into its
-   * own error.  On success *out is the session, owned by the host, valid
+  /* Open a session for a new connection.  The host parses the request
+   * target (info->target: the lobby URL, legacy or token), authenticates,
+   * validates identity and room, applies limits, assigns a session id,
+   * joins the room and queues SESSION_ASSIGNED (which reaches the transport
+   * through send()).  Hand it every request that asks for a session,
+   * whatever its path: the host answers a path that is not a lobby with
+   * VCG_CLOSE_NOT_FOUND.  On refusal returns a negative code, sets *why
+   * (enum vcg_close_reason) and writes a human-readable reason into msg;
+   * the transport answers with vcg_close_http_status(*why) and msg.  On success *out is the session, owned by the host, valid
    * until the transport calls session_closed().  Note: the host calls
    * send() for this conn from inside session_open() (SESSION_ASSIGNED,
    * MEETING_STARTED), so the conn must be ready to queue before the call;
@@ -269,6 +377,32 @@ typedef struct vcg_host_api {
   /* Copy the value of key into buf: 0, VCG_ENOENT when unset, VCG_ENOBUFS
    * when buf is too small.  THREAD-SAFE. */
   int (*info_get)(vcg_worker_t *w, const char *key, char *buf, size_t len);
+
+  /* ---- ABI 1.2: admission ---- */
+  /* A connection counts against the global and per-address limits from
+   * the moment it costs the server memory (an accepted socket before its
+   * upgrade, a half-open QUIC connection), not only once it is a session.
+   * Ask before spending anything on it: returns 0 or 1 (admitted; keep the
+   * value and pass it to conn_release() exactly once when the connection
+   * is gone), VCG_EAGAIN (the address is over core.max_connections_per_ip:
+   * answer 429 or drop) or VCG_EBUSY (the process is at
+   * core.max_connections: 503 or drop).  A session opened for an admitted
+   * connection sets VCG_SESSION_ADMITTED in its info. */
+  int (*conn_admit)(vcg_worker_t *w, const struct sockaddr *peer);
+  void (*conn_release)(vcg_worker_t *w, const struct sockaddr *peer, int admitted);
+
+  /* ---- ABI 1.2: deadlines ---- */
+  /* The loop time (uv_now() of w's loop, ms) after which p is not worth
+   * sending any more, or UINT64_MAX for packets that are never dropped
+   * (key exchange, control).  A transport checks it when it takes p from
+   * its queue to write it; past the deadline it calls packet_shed()
+   * instead of writing, so a receiver that falls behind gets fresh video
+   * rather than seconds of old video. */
+  uint64_t (*packet_deadline)(const vcg_packet_t *p);
+  /* s's transport drops p (past its deadline).  The host counts it and
+   * tells the sender (CONGESTION, at most once a second).  Ownership: the
+   * reference passes to the host, which releases it. */
+  void (*packet_shed)(vcg_session_t *s, vcg_packet_t *p);
 } vcg_host_api_t;
 
 /* ------------------------------------------------------------ vtables */
@@ -347,7 +481,12 @@ typedef struct vcg_plugin {
   size_t conf_size;          /* size of the conf struct the options fill */
   const vcg_transport_ops_t *transport; /* when kind == TRANSPORT */
   const vcg_bus_ops_t *bus;             /* when kind == BUS */
-  void *reserved[4];         /* zero: room for growth within a major */
+  /* ABI 1.2.  Names of options whose change needs a restart (listen
+   * addresses, say), NULL-terminated; every other option is applied by
+   * reload() on SIGHUP.  A plugin without reload() needs a restart for any
+   * change.  The host reads this only from plugins built for 1.2 or later. */
+  const char *const *restart_options;
+  void *reserved[3];         /* zero: room for growth within a major */
 } vcg_plugin_t;
 
 #define VCG_PLUGIN_MAGIC 0x76636770u /* "vcgp" */

@@ -1,0 +1,129 @@
+#include "lobby.h"
+#include <stdio.h>
+#include <string.h>
+#include "names.h"
+#include "vcgate/plugin.h"
+
+static int hexval(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+long vcg__pct_decode(char *dst, size_t cap, const char *src, size_t n, char space) {
+  size_t o = 0;
+  if (cap == 0) return -1;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)src[i];
+    if (c == '%') {
+      int hi, lo;
+      if (i + 2 >= n) return -1;
+      hi = hexval((unsigned char)src[i + 1]);
+      lo = hexval((unsigned char)src[i + 2]);
+      if (hi < 0 || lo < 0) return -1;
+      c = (unsigned char)(hi << 4 | lo);
+      i += 2;
+    }
+    if (c == 0) return -1;
+    if (c == ' ') c = (unsigned char)space;
+    if (o + 1 >= cap) return -1;
+    dst[o++] = (char)c;
+  }
+  dst[o] = '\0';
+  return (long)o;
+}
+
+static int refuse(int *why, int reason, char *msg, size_t msglen, const char *text, int rc) {
+  *why = reason;
+  snprintf(msg, msglen, "%s", text);
+  return rc;
+}
+
+#define LOBBY_USAGE "expected /lobby/{user}/{room} or /lobby?token=JWT"
+
+/* The token of a query string ("a=1&token=xyz&b"): exactly one, not empty. */
+static int find_token(const char *q, size_t qlen, vcg__lobby_req_t *req, int *why, char *msg,
+                      size_t msglen) {
+  const char *end = q + qlen, *p = q;
+  int found = 0;
+  while (p < end) {
+    const char *amp = memchr(p, '&', (size_t)(end - p));
+    const char *pe = amp ? amp : end;
+    if (pe - p >= 6 && memcmp(p, "token=", 6) == 0) {
+      if (found++)
+        return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, "more than one token", VCG_EINVAL);
+      size_t raw = (size_t)(pe - p - 6);
+      if (raw > 3 * (size_t)VCG__LOBBY_TOKEN_MAX)
+        return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, "token is too long", VCG_EINVAL);
+      long n = vcg__pct_decode(req->token_buf, sizeof req->token_buf, p + 6, raw, ' ');
+      if (n < 0)
+        return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen,
+                      raw > VCG__LOBBY_TOKEN_MAX ? "token is too long" : "bad percent-encoding in token",
+                      VCG_EINVAL);
+      if (n == 0)
+        return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, "empty token", VCG_EINVAL);
+      req->token = req->token_buf;
+      req->token_len = (size_t)n;
+    }
+    p = pe + (amp ? 1 : 0);
+  }
+  if (!found) return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, LOBBY_USAGE, VCG_EINVAL);
+  return 0;
+}
+
+/* Decode one legacy path segment into dst. */
+static int segment(char *dst, const char *b, const char *e, const char *what, int *why, char *msg,
+                   size_t msglen) {
+  if (b == e) {
+    snprintf(msg, msglen, "empty %s", what);
+    *why = VCG_CLOSE_BAD_REQUEST;
+    return VCG_EINVAL;
+  }
+  if (vcg__pct_decode(dst, VCG__LOBBY_NAME_MAX + 1, b, (size_t)(e - b), '_') < 0) {
+    snprintf(msg, msglen, "%s: bad percent-encoding or too long", what);
+    *why = VCG_CLOSE_BAD_REQUEST;
+    return VCG_EINVAL;
+  }
+  return 0;
+}
+
+int vcg__lobby_parse(const vcg__lobby_conf_t *conf, const char *target,
+                     vcg__lobby_req_t *req, int *why, char *msg, size_t msglen) {
+  static const char pfx[] = "/lobby";
+  const size_t pl = sizeof pfx - 1;
+  req->user[0] = req->room[0] = '\0';
+  req->token = NULL;
+  req->token_len = 0;
+  if (!target) return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, "no request target", VCG_EINVAL);
+  size_t tlen = strlen(target);
+  const char *q = memchr(target, '?', tlen);
+  size_t plen = q ? (size_t)(q - target) : tlen;
+  if (memchr(target, '#', tlen))
+    return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, "fragment in request target", VCG_EINVAL);
+  if (plen < pl || memcmp(target, pfx, pl) != 0 || (plen > pl && target[pl] != '/'))
+    return refuse(why, VCG_CLOSE_NOT_FOUND, msg, msglen, "not found", VCG_ENOENT);
+  if (plen <= pl + 1) {
+    /* "/lobby" or "/lobby/": the token form, or nothing. */
+    if (!q || plen == pl + 1) return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, LOBBY_USAGE, VCG_EINVAL);
+    return find_token(q + 1, tlen - plen - 1, req, why, msg, msglen);
+  }
+  /* /lobby/{user}/{room}: exactly two segments; the query is ignored. */
+  const char *u = target + pl + 1, *end = target + plen;
+  const char *slash = memchr(u, '/', (size_t)(end - u));
+  if (!slash) return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, LOBBY_USAGE, VCG_EINVAL);
+  const char *r = slash + 1;
+  if (memchr(r, '/', (size_t)(end - r)))
+    return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen,
+                  "expected /lobby/{user}/{room}: too many path components", VCG_EINVAL);
+  int rc;
+  if ((rc = segment(req->user, u, slash, "identity", why, msg, msglen)) != 0) return rc;
+  if ((rc = segment(req->room, r, end, "room name", why, msg, msglen)) != 0) return rc;
+  const char *reason = NULL;
+  if ((rc = vcg__user_name_check(req->user, conf->max_user_length, &reason)) != 0)
+    return refuse(why, rc == VCG_EPERM ? VCG_CLOSE_FORBIDDEN : VCG_CLOSE_BAD_REQUEST, msg, msglen,
+                  reason, rc);
+  if ((rc = vcg__room_name_check(req->room, conf->max_room_length, &reason)) != 0)
+    return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, reason, rc);
+  return 0;
+}
