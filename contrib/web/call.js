@@ -412,8 +412,10 @@ export class Call extends EventTarget {
         if (!m.sessionId || m.sessionId === this.sessionId) break;
         const known = this.peers.has(m.sessionId.toString());
         const peer = this.ensurePeer(m.sessionId, user);
+        // A display name that is only the identity again (the legacy path
+        // has no other) is no better than the identity shown with spaces.
         const name = utf8.decode(m.displayName);
-        if (name && name !== peer.displayName) { peer.displayName = name; this.changed("peers"); }
+        if (name && name !== peer.user && name !== peer.displayName) { peer.displayName = name; this.changed("peers"); }
         // Members already present are announced right after we join: no toast for them.
         if (!known && performance.now() - this.joinedAt > 2000) this.toast(`${peer.name} joined`);
         break;

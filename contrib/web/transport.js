@@ -219,21 +219,32 @@ async function connectWebTransport(base, path) {
   if (hashes.length) opts.serverCertificateHashes = hashes;
   // info.lobby ends in /lobby; path starts with /lobby.
   const url = info.lobby.replace(/\/lobby$/, "") + path;
-  let wt;
-  try {
-    wt = new WebTransport(url, opts);
-  } catch (e) {
-    throw new TransportError("WebTransport URL refused: " + e.message);
+  // With serverCertificateHashes a browser checks the certificate against
+  // the hashes only, and accepts only short-lived ECDSA certificates that
+  // way.  A gateway with a CA-signed certificate publishes its hash too;
+  // on an https page (where such a certificate is likely) try without the
+  // hashes as well.
+  const tries = [opts];
+  if (opts.serverCertificateHashes && location.protocol === "https:") tries.push({});
+  let last;
+  for (const o of tries) {
+    let wt;
+    try {
+      wt = new WebTransport(url, o);
+    } catch (e) {
+      throw new TransportError("WebTransport URL refused: " + e.message);
+    }
+    wt.closed.catch(() => {}); // observed by the transport once it opens
+    try {
+      await withTimeout(wt.ready, CONNECT_TIMEOUT_MS, "WebTransport connection");
+      return new WebTransportTransport(wt);
+    } catch (e) {
+      try { wt.close(); } catch (e2) { /* never opened */ }
+      last = e;
+    }
   }
-  wt.closed.catch(() => {}); // observed by the transport once it opens
-  try {
-    await withTimeout(wt.ready, CONNECT_TIMEOUT_MS, "WebTransport connection");
-  } catch (e) {
-    try { wt.close(); } catch (e2) { /* never opened */ }
-    throw new TransportError("WebTransport connection failed" + (e.message ? ": " + e.message : ""),
-      await diagnose(base, path));
-  }
-  return new WebTransportTransport(wt);
+  throw new TransportError("WebTransport connection failed" + (last.message ? ": " + last.message : ""),
+    await diagnose(base, path));
 }
 
 /**

@@ -80,6 +80,14 @@ test("PARTICIPANT_JOINED names a peer by session id, PARTICIPANT_LEFT removes it
   assert.deepEqual(toasts, ["Zed Q\u00fcist left"], "no toast for members announced right after joining");
 });
 
+test("a display name that only repeats the identity shows the identity with spaces", async () => {
+  const relay = new Relay();
+  const a = await relay.join("alice");
+  relay.system(a, { eventType: MeetingEventType.PARTICIPANT_JOINED, sessionId: 78n,
+    targetUserId: utf8.encode("Zed_Quist"), displayName: utf8.encode("Zed_Quist") });
+  assert.equal(a.peers.get("78").name, "Zed Quist");
+});
+
 test("a participant's own MEETING packet cannot end the call or remove others", async () => {
   const relay = new Relay();
   const [a, b] = [await relay.join("alice"), await relay.join("bob")];
