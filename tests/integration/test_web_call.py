@@ -27,7 +27,8 @@ it the page drops a silent peer after 15 s, as videocall.rs does).
 
 test_web_form_joins_and_errors_are_shown_never_joined: the form, filled
 by its labels and submitted with its Join button, joins (over
-WebTransport, automatically) and Leave returns to it; then a bad room name in the link, a
+WebTransport, automatically) and Leave returns to it; a gateway without
+WebTransport is joined over WebSocket; then a bad room name in the link, a
 room name the gateway refuses (longer than its max_room_length), a
 gateway that does not answer at all, and a room token the gateway does not
 accept (the page must have asked for /lobby?token=) each end in state
@@ -371,6 +372,17 @@ async def scenario_errors():
             raise h.TestFailure("the gateway never logged user Erin_Ortiz:\n" + gw.srv.log_tail())
         print("errors: the form joined lobby1 as Erin_Ortiz over WebTransport; Leave went back to the form")
         await br.call("close", "form")
+        # A gateway without WebTransport (its /.well-known answers 404):
+        # automatic transport falls back to WebSocket.
+        ws_only = h.start_ws()
+        await br.call("open", "fallback", page_url(site.port, ws_only.port, room="lobby2", user="frank", join="1"),
+                      timeout=30)
+        st = await Page(br, "fallback").wait(lambda s: s["state"] in ("joined", "failed"), 25, "joined state")
+        if st["state"] != "joined" or st["transport"] != "websocket":
+            raise h.TestFailure("fallback: %s over %s (%s)" % (st["state"], st["transport"], st["error"]))
+        print("errors: with no WebTransport on the gateway, automatic joined over WebSocket")
+        await br.call("close", "fallback")
+        ws_only.stop()
         for name, url, want in cases:
             await br.call("open", name, url, timeout=30)
             p = Page(br, name)
