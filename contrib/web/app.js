@@ -28,6 +28,8 @@ const ICONS = {
   leave: svg('<path d="M2.5 14.2c0-2.6 4.3-4.7 9.5-4.7s9.5 2.1 9.5 4.7l-.6 2.1c-.2.6-.8.9-1.4.7l-3.3-1c-.5-.1-.8-.6-.8-1.1v-1.8c-2.2-.7-4.6-.7-6.8 0v1.8c0 .5-.3 1-.8 1.1l-3.3 1c-.6.2-1.2-.1-1.4-.7z" fill="currentColor" stroke="none"/>'),
   lock: svg('<rect x="4.5" y="10.5" width="15" height="10.5" rx="2.5"/><path d="M8 10.5V7.5a4 4 0 0 1 8 0v3"/>'),
   unlock: svg('<rect x="4.5" y="10.5" width="15" height="10.5" rx="2.5"/><path d="M8 10.5V7.5a4 4 0 0 1 7.6-1.7"/>'),
+  people: svg('<circle cx="9" cy="8" r="3.5"/><path d="M2.5 20c0-3.6 2.9-6 6.5-6s6.5 2.4 6.5 6"/><path d="M16 4.8a3.5 3.5 0 0 1 0 6.4M18.5 14.5c1.8.8 3 2.8 3 5.5"/>'),
+  link: svg('<path d="M10 14a4.5 4.5 0 0 0 6.4 0l3-3a4.5 4.5 0 0 0-6.4-6.4l-1 1"/><path d="M14 10a4.5 4.5 0 0 0-6.4 0l-3 3a4.5 4.5 0 0 0 6.4 6.4l1-1"/>'),
   bolt: svg('<path d="M13 2.5L4.5 13.5h6.5l-1 8 8.5-11h-6.5z"/>'),
 };
 
@@ -469,7 +471,30 @@ function refresh() {
   if (visibleChanged) layout();
 }
 
+/** A link that brings someone else to this room (the form filled in but for the name). */
+function inviteLink() {
+  const q = new URLSearchParams({ room: call.room });
+  if (params.has("gateway")) q.set("gateway", params.get("gateway"));
+  return location.origin + location.pathname + "?" + q.toString();
+}
+
+async function copyInvite() {
+  if (!call) return;
+  const link = inviteLink();
+  try {
+    await navigator.clipboard.writeText(link);
+    toast("Invitation link copied");
+  } catch (e) {
+    toast("Invite others with " + link);
+  }
+}
+
 function renderStatus() {
+  const n = call.peers.size + 1;
+  const people = $("people-badge");
+  const phtml = ICONS.people + `<span>${n}</span><span class="long">${n === 1 ? "person" : "people"}</span>`;
+  if (people.dataset.html !== phtml) { people.innerHTML = phtml; people.dataset.html = phtml; }
+  people.setAttribute("aria-label", `${n} ${n === 1 ? "person" : "people"} in the call`);
   const e = $("e2ee-badge");
   const anyPlain = [...call.peers.values()].some((p) => p.plaintext);
   const enc = call.e2ee && !anyPlain;
@@ -558,6 +583,10 @@ function init() {
       if (e.name !== "NotAllowedError") toast("Screen sharing failed: " + e.message);
     }
   });
+  $("btn-invite").innerHTML = ICONS.link;
+  $("btn-invite").setAttribute("aria-label", "Copy invitation link");
+  $("btn-invite").title = "Copy a link to this room";
+  $("btn-invite").addEventListener("click", () => copyInvite());
   $("btn-leave").innerHTML = ICONS.leave + '<span class="label">Leave</span>';
   $("btn-leave").setAttribute("aria-label", "Leave call");
   $("btn-leave").addEventListener("click", () => leave());

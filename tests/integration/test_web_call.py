@@ -27,7 +27,8 @@ it the page drops a silent peer after 15 s, as videocall.rs does).
 
 test_web_form_joins_and_errors_are_shown_never_joined: the form, filled
 by its labels and submitted with its Join button, joins (over
-WebTransport, automatically) and Leave returns to it; a gateway without
+WebTransport, automatically), copies an invitation link to the room, and
+Leave returns to it; a gateway without
 WebTransport is joined over WebSocket; then a bad room name in the link, a
 room name the gateway refuses (longer than its max_room_length), a
 gateway that does not answer at all, and a room token the gateway does not
@@ -365,6 +366,11 @@ async def scenario_errors():
         st = await form.wait(lambda s: s["state"] in ("joined", "failed"), 25, "joined state")
         if st["state"] != "joined" or st["transport"] != "webtransport":
             raise h.TestFailure("form: %s over %s (%s)" % (st["state"], st["transport"], st["error"]))
+        await br.call("click", "form", "Copy invitation link")
+        link = await form.ev("navigator.clipboard.readText()")
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
+        if q.get("room") != ["lobby1"] or q.get("gateway") != ["127.0.0.1:%d" % gw.ws_port]:
+            raise h.TestFailure("form: the invitation link is %r" % link)
         await br.call("click", "form", "Leave call")
         await form.wait(lambda s: s["state"] == "idle", 5, "idle after Leave")
         # The identity made from the name is what the gateway saw.

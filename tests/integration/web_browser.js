@@ -57,7 +57,7 @@ async function main() {
   const commands = {
     async open(name, url, viewport, initScript) {
       const ctx = await browser.newContext({ viewport: viewport || { width: 1280, height: 800 } });
-      await ctx.grantPermissions(["camera", "microphone"]);
+      await ctx.grantPermissions(["camera", "microphone", "clipboard-read", "clipboard-write"]);
       await ctx.addInitScript(RECORD);
       if (initScript) await ctx.addInitScript(initScript);
       const page = await ctx.newPage();
