@@ -1,6 +1,7 @@
 #include "conf.h"
 #include "log.h"
 #include "connlimit.h"
+#include <gnutls/gnutls.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -66,6 +67,18 @@ const vcg_option_t vcg__core_options[] = {
     "ms a queued video or screen packet may wait; older ones are dropped, not sent late" },
   { "max_audio_delay", VCG_OPT_INT, S(max_audio_delay), 500, NULL, 10, 60000,
     "ms a queued audio packet may wait before it is dropped" },
+  { "jwt_secret", VCG_OPT_STRLIST, S(jwt_secret), 0, NULL, 0, 0,
+    "HS256 secret(s) for /lobby?token= (a list: the first signs, all verify)" },
+  { "jwt_secret_file", VCG_OPT_STRING, S(jwt_secret_file), 0, NULL, 1, 4096,
+    "file with one HS256 secret per line, read at start and on reload (wins over jwt_secret and JWT_SECRET)" },
+  { "jwt_issuer", VCG_OPT_STRING, S(jwt_issuer), 0, "videocall-meeting-backend", 1, 255,
+    "the iss every room token must carry" },
+  { "jwt_leeway", VCG_OPT_INT, S(jwt_leeway), 60000, NULL, 0, 3600000,
+    "ms of clock skew allowed for a token's exp and nbf" },
+  { "require_token", VCG_OPT_BOOL, S(require_token), 0, NULL, 0, 1,
+    "refuse /lobby/{user}/{room} with 410 Gone: room tokens only" },
+  { "enforce_identity", VCG_OPT_BOOL, S(enforce_identity), 1, NULL, 0, 1,
+    "drop client packets whose user_id is not the session's identity" },
   VCG_OPTION_END
 };
 #undef S
@@ -308,6 +321,65 @@ static int load_instance(vcg__plugin_conf_t *pc, const config_setting_t *g, int 
   return nerr;
 }
 
+/* The room-token secrets (see vcg__config_t.jwt_keys). */
+static int load_jwt_keys(vcg__config_t *c, config_t *cfg, const char *file, vcg__errs_t *errs) {
+  const vcg__core_conf_t *cc = &c->core;
+  int have_list = cc->jwt_secret && cc->jwt_secret[0];
+  if (cc->jwt_secret_file && have_list) {
+    const config_setting_t *s = config_lookup(cfg, "core.jwt_secret_file");
+    vcg__errs_add(errs, "%s:%d: core.jwt_secret_file: set either jwt_secret or jwt_secret_file",
+                  src_file(s, file), s ? config_setting_source_line(s) : 0);
+    return 1;
+  }
+  if (cc->jwt_secret_file) {
+    const config_setting_t *s = config_lookup(cfg, "core.jwt_secret_file");
+    FILE *f = fopen(cc->jwt_secret_file, "r");
+    if (!f) {
+      vcg__errs_add(errs, "%s:%d: core.jwt_secret_file: cannot read %s: %s", src_file(s, file),
+                    s ? config_setting_source_line(s) : 0, cc->jwt_secret_file, strerror(errno));
+      return 1;
+    }
+    char line[4096];
+    int bad = 0;
+    while (fgets(line, sizeof line, f)) {
+      size_t n = strlen(line);
+      while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ')) line[--n] = '\0';
+      if (n && vcg__jwt_keys_add(&c->jwt_keys, line, n) != 0) bad = 1;
+    }
+    gnutls_memset(line, 0, sizeof line);
+    fclose(f);
+    if (bad || c->jwt_keys.n == 0) {
+      vcg__errs_add(errs, "%s:%d: core.jwt_secret_file: %s holds no secret (one per line)",
+                    src_file(s, file), s ? config_setting_source_line(s) : 0, cc->jwt_secret_file);
+      return 1;
+    }
+    c->jwt_keys_from = "core.jwt_secret_file";
+    return 0;
+  }
+  for (char **k = cc->jwt_secret; k && *k; k++) {
+    if (!**k) {
+      const config_setting_t *s = config_lookup(cfg, "core.jwt_secret");
+      vcg__errs_add(errs, "%s:%d: core.jwt_secret: an empty secret", src_file(s, file),
+                    s ? config_setting_source_line(s) : 0);
+      return 1;
+    }
+    if (vcg__jwt_keys_add(&c->jwt_keys, *k, strlen(*k)) != 0) return 1;
+    c->jwt_keys_from = "core.jwt_secret";
+  }
+  const char *env = getenv("JWT_SECRET");
+  if (!c->jwt_keys.n && env && *env) {
+    if (vcg__jwt_keys_add(&c->jwt_keys, env, strlen(env)) != 0) return 1;
+    c->jwt_keys_from = "JWT_SECRET";
+  }
+  if (cc->require_token && !c->jwt_keys.n) {
+    const config_setting_t *s = config_lookup(cfg, "core.require_token");
+    vcg__errs_add(errs, "%s:%d: core.require_token: no secret to verify tokens with (jwt_secret, "
+                  "jwt_secret_file or JWT_SECRET)", src_file(s, file), s ? config_setting_source_line(s) : 0);
+    return 1;
+  }
+  return 0;
+}
+
 int vcg__config_load(vcg__config_t *c, const char *path, const char *text,
                      const char *const *search_dirs, vcg__errs_t *errs) {
   memset(c, 0, sizeof *c);
@@ -364,6 +436,7 @@ int vcg__config_load(vcg__config_t *c, const char *path, const char *text,
       nerr++;
     }
   }
+  nerr += load_jwt_keys(c, &cfg, file, errs);
   /* Plugin search path: the caller's dirs first, then core.plugin_dir. */
   size_t nd = 0;
   while (search_dirs && search_dirs[nd]) nd++;
@@ -428,6 +501,7 @@ void vcg__config_free(vcg__config_t *c) {
   free(c->transports);
   release_instance(&c->bus);
   vcg__conf_release(vcg__core_options, &c->core);
+  vcg__jwt_keys_free(&c->jwt_keys);
   free(c->file);
   memset(c, 0, sizeof *c);
 }

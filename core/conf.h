@@ -10,6 +10,7 @@
 #include <libconfig.h>
 #include <stddef.h>
 #include "vcgate/plugin.h"
+#include "jwt.h"
 #include "loader.h"
 
 /* A growable list of error lines. */
@@ -51,6 +52,12 @@ typedef struct vcg__core_conf {
   int64_t max_room_length;
   int64_t max_video_delay;
   int64_t max_audio_delay;
+  char **jwt_secret;
+  char *jwt_secret_file;
+  char *jwt_issuer;
+  int64_t jwt_leeway;
+  int require_token;
+  int enforce_identity;
 } vcg__core_conf_t;
 
 extern const vcg_option_t vcg__core_options[];
@@ -69,6 +76,11 @@ typedef struct vcg__config {
   vcg__plugin_conf_t *transports;
   size_t ntransports;
   vcg__plugin_conf_t bus;          /* bus.loaded NULL: none configured */
+  /* Room-token secrets, from core.jwt_secret_file, core.jwt_secret or the
+   * environment variable JWT_SECRET, in that order: read when the
+   * configuration is loaded (at start and on every reload). */
+  vcg__jwt_keys_t jwt_keys;
+  const char *jwt_keys_from;       /* where they came from, for the log */
 } vcg__config_t;
 
 /* Parse a config from a file (path != NULL) or from text.  Plugins are

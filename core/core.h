@@ -19,7 +19,8 @@ typedef struct vcg__process vcg__process_t;
 /* Core counters of one worker; read by main after the worker stopped. */
 typedef struct vcg__stats {
   uint64_t sessions_opened, sessions_refused, packets_in, packets_relayed,
-           packets_dropped, packets_shed, packets_malformed, slow_closed, bus_in, bus_out;
+           packets_dropped, packets_shed, packets_malformed, slow_closed, bus_in, bus_out,
+           observers_opened, packets_refused, events_sent;
 } vcg__stats_t;
 
 #define VCG__MAX_COUNTERS 32
@@ -56,6 +57,11 @@ struct vcg_session {
   int closing;
   int ip_counted;
   int admitted;             /* the transport holds the limits slot */
+  /* Presence (presence.c): a session is "testing" until its first packet
+   * that is not an RTT probe, then active (announced).  Observers are
+   * never announced and may send only RTT probes and HEALTH. */
+  unsigned active : 1, observer : 1, is_host : 1, ident_warned : 1;
+  char *display_name;       /* the token's, or the identity */
   size_t qp, qb;            /* queued packets / bytes in the transport */
   uint64_t drop_since_ms;   /* 0 when not dropping */
   uint64_t drops;
@@ -101,6 +107,8 @@ struct vcg__worker {
   int pending_stops;
   vcg__rooms_t rooms;
   vcg_htab_t sessions;       /* vcg_session_t by id (idnode) */
+  struct vcg__leave *leaves_head, *leaves_tail; /* presence: LEFT in grace */
+  uv_timer_t leave_timer;
   size_t nsessions;
   uint64_t rng[2];
   vcg__stats_t stats;
@@ -124,6 +132,7 @@ struct vcg__process {
   unsigned nworkers;
   uv_async_t *done_async;    /* main loop: a worker finished */
   atomic_int workers_done;
+  atomic_int warned_no_secret; /* the "no secret" ERROR is logged once */
   vcg__info_t info;
 };
 

@@ -2,12 +2,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include "inbox.h"
+#include "presence.h"
 #include "relay.h"
 
 static int bus_fanout(vcg__worker_t *w, const char *room_name, uint64_t origin, vcg_packet_t *p) {
-  vcg__room_t *room = vcg__room_find(&w->rooms, room_name);
   w->stats.bus_in++;
-  if (room) vcg__relay_fanout(w, room, NULL, origin, p);
+  /* Room events (from the server of another node, or a meeting service)
+   * come with no origin session; presence decides who gets them. */
+  if (!(origin == 0 && p->type == VCG_PT_MEETING && vcg__presence_bus_event(w, room_name, p))) {
+    vcg__room_t *room = vcg__room_find(&w->rooms, room_name);
+    if (room) vcg__relay_fanout(w, room, NULL, origin, p);
+  }
   vcg__packet_unref(p);
   return 0;
 }

@@ -54,12 +54,12 @@ static int find_token(const char *q, size_t qlen, vcg__lobby_req_t *req, int *wh
       if (found++)
         return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, "more than one token", VCG_EINVAL);
       size_t raw = (size_t)(pe - p - 6);
-      if (raw > 3 * (size_t)VCG__LOBBY_TOKEN_MAX)
-        return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, "token is too long", VCG_EINVAL);
-      long n = vcg__pct_decode(req->token_buf, sizeof req->token_buf, p + 6, raw, ' ');
+      long n = raw > 3 * (size_t)VCG__LOBBY_TOKEN_MAX
+                   ? -1 : vcg__pct_decode(req->token_buf, sizeof req->token_buf, p + 6, raw, ' ');
+      if (n < 0 && raw > VCG__LOBBY_TOKEN_MAX) /* a token, but over the limit */
+        return refuse(why, VCG_CLOSE_FORBIDDEN, msg, msglen, "malformed token: too long", VCG_EPERM);
       if (n < 0)
-        return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen,
-                      raw > VCG__LOBBY_TOKEN_MAX ? "token is too long" : "bad percent-encoding in token",
+        return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, "bad percent-encoding in token",
                       VCG_EINVAL);
       if (n == 0)
         return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, "empty token", VCG_EINVAL);
@@ -88,11 +88,50 @@ static int segment(char *dst, const char *b, const char *e, const char *what, in
   return 0;
 }
 
+/* Identity and room, from the path or the token, under the same rules. */
+static int check_names(const vcg__lobby_conf_t *conf, vcg__lobby_req_t *req, int token, int *why,
+                       char *msg, size_t msglen) {
+  const char *reason = NULL;
+  int rc;
+  if ((rc = vcg__user_name_check(req->user, conf->max_user_length, &reason)) != 0) {
+    snprintf(msg, msglen, "%s%s", token ? "invalid identity in token: " : "", reason);
+    *why = rc == VCG_EPERM || token ? VCG_CLOSE_FORBIDDEN : VCG_CLOSE_BAD_REQUEST;
+    return rc;
+  }
+  if ((rc = vcg__room_name_check(req->room, conf->max_room_length, &reason)) != 0) {
+    snprintf(msg, msglen, "%s%s", token ? "invalid room in token: " : "", reason);
+    *why = token ? VCG_CLOSE_FORBIDDEN : VCG_CLOSE_BAD_REQUEST;
+    return rc;
+  }
+  return 0;
+}
+
+/* Verify the token and take identity, room and rights from it. */
+static int token_join(const vcg__lobby_conf_t *conf, vcg__lobby_req_t *req, int *why, char *msg,
+                      size_t msglen) {
+  if (!conf->keys || conf->keys->n == 0)
+    return refuse(why, VCG_CLOSE_INTERNAL, msg, msglen, "server misconfigured", VCG_EINVAL);
+  vcg__jwt_claims_t *c = &req->claims;
+  int rc = vcg__jwt_verify(conf->keys, conf->issuer, conf->leeway_ms, conf->now_ms, req->token,
+                           req->token_len, c, why, msg, msglen);
+  if (rc != 0) return rc;
+  if (!c->room_join && !c->observer)
+    return refuse(why, VCG_CLOSE_FORBIDDEN, msg, msglen, "token grants no access to the room",
+                  VCG_EPERM);
+  snprintf(req->user, sizeof req->user, "%s", c->sub);
+  snprintf(req->room, sizeof req->room, "%s", c->room);
+  snprintf(req->display_name, sizeof req->display_name, "%s", c->display_name);
+  req->observer = c->observer;
+  req->is_host = c->is_host;
+  return check_names(conf, req, 1, why, msg, msglen);
+}
+
 int vcg__lobby_parse(const vcg__lobby_conf_t *conf, const char *target,
                      vcg__lobby_req_t *req, int *why, char *msg, size_t msglen) {
   static const char pfx[] = "/lobby";
   const size_t pl = sizeof pfx - 1;
-  req->user[0] = req->room[0] = '\0';
+  req->user[0] = req->room[0] = req->display_name[0] = '\0';
+  req->observer = req->is_host = 0;
   req->token = NULL;
   req->token_len = 0;
   if (!target) return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, "no request target", VCG_EINVAL);
@@ -103,12 +142,17 @@ int vcg__lobby_parse(const vcg__lobby_conf_t *conf, const char *target,
     return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, "fragment in request target", VCG_EINVAL);
   if (plen < pl || memcmp(target, pfx, pl) != 0 || (plen > pl && target[pl] != '/'))
     return refuse(why, VCG_CLOSE_NOT_FOUND, msg, msglen, "not found", VCG_ENOENT);
+  int rc;
   if (plen <= pl + 1) {
     /* "/lobby" or "/lobby/": the token form, or nothing. */
     if (!q || plen == pl + 1) return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, LOBBY_USAGE, VCG_EINVAL);
-    return find_token(q + 1, tlen - plen - 1, req, why, msg, msglen);
+    if ((rc = find_token(q + 1, tlen - plen - 1, req, why, msg, msglen)) != 0) return rc;
+    return token_join(conf, req, why, msg, msglen);
   }
   /* /lobby/{user}/{room}: exactly two segments; the query is ignored. */
+  if (conf->require_token)
+    return refuse(why, VCG_CLOSE_GONE, msg, msglen,
+                  "this server requires a room token: /lobby?token=JWT", VCG_EPERM);
   const char *u = target + pl + 1, *end = target + plen;
   const char *slash = memchr(u, '/', (size_t)(end - u));
   if (!slash) return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, LOBBY_USAGE, VCG_EINVAL);
@@ -116,14 +160,7 @@ int vcg__lobby_parse(const vcg__lobby_conf_t *conf, const char *target,
   if (memchr(r, '/', (size_t)(end - r)))
     return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen,
                   "expected /lobby/{user}/{room}: too many path components", VCG_EINVAL);
-  int rc;
   if ((rc = segment(req->user, u, slash, "identity", why, msg, msglen)) != 0) return rc;
   if ((rc = segment(req->room, r, end, "room name", why, msg, msglen)) != 0) return rc;
-  const char *reason = NULL;
-  if ((rc = vcg__user_name_check(req->user, conf->max_user_length, &reason)) != 0)
-    return refuse(why, rc == VCG_EPERM ? VCG_CLOSE_FORBIDDEN : VCG_CLOSE_BAD_REQUEST, msg, msglen,
-                  reason, rc);
-  if ((rc = vcg__room_name_check(req->room, conf->max_room_length, &reason)) != 0)
-    return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, reason, rc);
-  return 0;
+  return check_names(conf, req, 0, why, msg, msglen);
 }

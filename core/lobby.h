@@ -15,6 +15,7 @@
 #define VCG_LOBBY_H
 #include <stddef.h>
 #include <stdint.h>
+#include "jwt.h"
 
 /* Longest identity or room the lobby copies (core.max_user_length's and
  * max_room_length's upper bounds). */
@@ -25,23 +26,33 @@
 /* What the lobby needs of the configuration. */
 typedef struct vcg__lobby_conf {
   size_t max_user_length, max_room_length;
+  const vcg__jwt_keys_t *keys;  /* NULL or empty: no token can be verified */
+  const char *issuer;           /* the token's required iss */
+  int64_t leeway_ms;
+  int64_t now_ms;               /* wall clock */
+  int require_token;            /* the legacy path answers 410 Gone */
 } vcg__lobby_conf_t;
 
 /* A parsed, validated join request. */
 typedef struct vcg__lobby_req {
   char user[VCG__LOBBY_NAME_MAX + 1];   /* identity, validated */
   char room[VCG__LOBBY_NAME_MAX + 1];   /* room, validated */
-  const char *token;                    /* inside the caller's copy; NULL on
-                                           the legacy path */
+  char display_name[VCG__JWT_DISPLAY_MAX + 1]; /* the token's, or "" */
+  int observer, is_host;                /* from the token */
+  const char *token;                    /* in token_buf; NULL on the legacy path */
   size_t token_len;
   char token_buf[VCG__LOBBY_TOKEN_MAX + 1];
+  vcg__jwt_claims_t claims;             /* scratch for the token's claims */
 } vcg__lobby_req_t;
 
-/* Split target into the legacy identity and room, or the token (decoded
- * into req->token_buf; the caller verifies it and fills user and room).
- * Returns 0, or a negative code with *why (enum vcg_close_reason) and a
- * reason in msg: NOT_FOUND for a path that is not the lobby, BAD_REQUEST
- * for a malformed lobby URL or name, FORBIDDEN for the reserved identity. */
+/* Parse target: the legacy identity and room, or a token, verified
+ * (jwt.c) and turned into identity, room and rights.  Returns 0, or a
+ * negative code with *why (enum vcg_close_reason) and a reason in msg:
+ * NOT_FOUND for a path that is not the lobby, BAD_REQUEST for a malformed
+ * lobby URL or name, FORBIDDEN for the reserved identity or a token that
+ * does not verify or grants no access, UNAUTHORIZED for an expired token,
+ * GONE for the legacy path when tokens are required, INTERNAL ("server
+ * misconfigured") for a token when no secret is configured. */
 int vcg__lobby_parse(const vcg__lobby_conf_t *conf, const char *target,
                      vcg__lobby_req_t *req, int *why, char *msg, size_t msglen);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "conf.h"
 #include "core.h"
+#include "tokencmd.h"
 #include "worker.h"
 
 
@@ -30,7 +31,8 @@ typedef struct vcg__main {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: vcgate [-c FILE] [-t] [-l LEVEL] [-p DIR] [-V] [-h]\n"
+          "usage: vcgate [-c FILE] [-t] [-l LEVEL] [-p DIR] [-P NAME] [-D] [-V] [-h]\n"
+          "       vcgate [-c FILE] --token sub=USER,room=ROOM[,name=NAME][,observer][,host][,ttl=SECS]\n"
           "  -c FILE   configuration file (libconfig); without it the embedded default\n"
           "            runs (WebSocket on 127.0.0.1:8080, WebTransport on 127.0.0.1:4433\n"
           "            when built, in-process bus)\n"
@@ -42,6 +44,8 @@ static void usage(FILE *f) {
           "  -D        print the embedded default configuration and exit\n"
           "  -P NAME   print the options of plugin NAME (or \"core\") with defaults\n"
           "  -V        print the version and exit\n"
+          "  --token   print a room token signed with the configuration's first secret\n"
+          "            (a client opens /lobby?token=...); ttl defaults to 3600 s\n"
           "  -h        this help\n");
 }
 
@@ -243,7 +247,13 @@ int main(int argc, char **argv) {
   const char *dirs[34];
   size_t nd = 0;
   int opt;
-  while ((opt = getopt(argc, argv, "c:tl:p:P:DVh")) != -1) {
+  const char *token_spec = NULL;
+  static const struct option longopts[] = {
+    { "token", required_argument, NULL, 'T' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  while ((opt = getopt_long(argc, argv, "c:tl:p:P:DVh", longopts, NULL)) != -1) {
     switch (opt) {
     case 'c': file = optarg; break;
     case 't': check = 1; break;
@@ -252,6 +262,7 @@ int main(int argc, char **argv) {
     case 'P': show = optarg; break;
     case 'D': fputs(vcg__default_config, stdout); return 0;
     case 'V': printf("vcgate %s (plugin ABI %d.%d)\n", VCG_VERSION, VCG_ABI_MAJOR, VCG_ABI_MINOR); return 0;
+    case 'T': token_spec = optarg; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -288,6 +299,12 @@ int main(int argc, char **argv) {
     free(envpath);
     return 1;
   }
+  if (token_spec) {
+    int r = vcg__token_command(&cfg, token_spec);
+    vcg__config_free(&cfg);
+    free(envpath);
+    return r;
+  }
   char lerr[256];
   if (vcg__limits_init(&m.proc.limits, (long)cfg.core.max_connections,
                        (long)cfg.core.max_connections_per_ip, cfg.core.trusted_addresses, lerr,
@@ -319,7 +336,21 @@ int main(int argc, char **argv) {
   m.done.data = &m;
   vcg__logf(&m.log, VCG_LOG_INFO, "core", 0, "vcgate %s starting: config %s, %lld worker%s",
             VCG_VERSION, cfg.file, (long long)cfg.core.workers, cfg.core.workers == 1 ? "" : "s");
+  if (cfg.jwt_keys.n)
+    vcg__logf(&m.log, VCG_LOG_INFO, "core", 0, "room tokens: %zu secret%s from %s, issuer \"%s\"%s",
+              cfg.jwt_keys.n, cfg.jwt_keys.n == 1 ? "" : "s", cfg.jwt_keys_from, cfg.core.jwt_issuer,
+              cfg.core.require_token ? ", legacy /lobby/{user}/{room} refused (require_token)" : "");
 
+  /* Signals are caught before any worker starts: a worker logs "listening"
+   * as soon as its listener is bound, and a SIGTERM right after that must
+   * drain, not kill (libuv queues it until the main loop runs). */
+  uv_signal_init(&m.loop, &m.sigterm);
+  uv_signal_init(&m.loop, &m.sigint);
+  uv_signal_init(&m.loop, &m.sighup);
+  m.sigterm.data = m.sigint.data = m.sighup.data = &m;
+  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&m.sigint, on_signal, SIGINT);
+  uv_signal_start(&m.sighup, on_signal, SIGHUP);
   size_t ninit = 0;
   for (; ninit < cfg.ntransports && rc == 0; ninit++) rc = init_plugin(&m, &cfg.transports[ninit]);
   if (rc == 0 && cfg.bus.loaded) rc = init_plugin(&m, &cfg.bus);
@@ -337,13 +368,6 @@ int main(int argc, char **argv) {
     rc = m.proc.workers[i].start_rc;
   }
   m.proc.nworkers = spawned;
-  uv_signal_init(&m.loop, &m.sigterm);
-  uv_signal_init(&m.loop, &m.sigint);
-  uv_signal_init(&m.loop, &m.sighup);
-  m.sigterm.data = m.sigint.data = m.sighup.data = &m;
-  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&m.sigint, on_signal, SIGINT);
-  uv_signal_start(&m.sighup, on_signal, SIGHUP);
   if (rc != 0) {
     vcg__logf(&m.log, VCG_LOG_ERROR, "core", 0, "start failed; stopping");
     m.draining = 1;

@@ -54,6 +54,8 @@ int vcg__pw_decode(const uint8_t *data, size_t len, vcg__pw_header_t *h) {
   h->type = 0;
   h->session_id = 0;
   h->media_type = -1;
+  h->user = h->data = NULL;
+  h->user_len = h->data_len = 0;
   while (i < len) {
     uint64_t tag, v;
     /* Tags as protobuf-c reads them: at most 5 bytes, the field number
@@ -87,12 +89,15 @@ int vcg__pw_decode(const uint8_t *data, size_t len, vcg__pw_header_t *h) {
       if (v > len - i) return VCG_EINVAL;
       if (field == 1 || field == 4) return VCG_EINVAL;
       if (field == 3) { inner = data + i; inner_len = (size_t)v; }
+      else if (field == 2) { h->user = data + i; h->user_len = (size_t)v; }
       i += (size_t)v;
       break;
     default: /* groups (3, 4) and reserved types: not proto3 */
       return VCG_EINVAL;
     }
   }
+  h->data = inner;
+  h->data_len = inner_len;
   if (h->type == VCG_PT_MEDIA) h->media_type = inner_media_type(inner, inner_len);
   return 0;
 }
@@ -116,7 +121,7 @@ static size_t put_varint(uint8_t *b, uint64_t v) {
 
 vcg_packet_t *vcg__packet_from_wire(const uint8_t *data, size_t len,
                                     const vcg__pw_header_t *h, uint64_t stamp_id) {
-  int stamp = h->session_id == 0 && stamp_id != 0;
+  int stamp = stamp_id != 0 && h->session_id != stamp_id;
   vcg_packet_t *p = packet_alloc(len + (stamp ? 11 : 0));
   if (!p) return NULL;
   memcpy(p->data, data, len);
@@ -169,19 +174,27 @@ vcg_packet_t *vcg__packet_session_assigned(uint64_t session_id) {
   return system_packet(VCG_PT_SESSION_ASSIGNED, session_id);
 }
 
-vcg_packet_t *vcg__packet_meeting(int event, const char *room, uint64_t start_ms,
-                                  const char *creator, uint64_t session_id) {
+vcg_packet_t *vcg__packet_event(const vcg__event_t *e) {
   Vcgate__MeetingPacket mp = VCGATE__MEETING_PACKET__INIT;
-  mp.event_type = (Vcgate__MeetingPacket__MeetingEventType)event;
-  mp.room_id = (char *)room;
-  mp.start_time_ms = start_ms;
-  if (creator) {
-    mp.creator_id.data = (uint8_t *)creator;
-    mp.creator_id.len = strlen(creator);
+  mp.event_type = (Vcgate__MeetingPacket__MeetingEventType)e->type;
+  mp.room_id = (char *)(e->room ? e->room : "");
+  mp.start_time_ms = e->start_ms;
+  mp.message = (char *)(e->message ? e->message : "");
+  if (e->creator) {
+    mp.creator_id.data = (uint8_t *)e->creator;
+    mp.creator_id.len = strlen(e->creator);
   }
-  mp.session_id = session_id;
+  if (e->target) {
+    mp.target_user_id.data = (uint8_t *)e->target;
+    mp.target_user_id.len = strlen(e->target);
+  }
+  if (e->display_name) {
+    mp.display_name.data = (uint8_t *)e->display_name;
+    mp.display_name.len = strlen(e->display_name);
+  }
+  mp.session_id = e->session_id;
   size_t n = vcgate__meeting_packet__get_packed_size(&mp);
-  uint8_t stackbuf[512], *buf = n <= sizeof stackbuf ? stackbuf : malloc(n);
+  uint8_t stackbuf[1024], *buf = n <= sizeof stackbuf ? stackbuf : malloc(n);
   if (!buf) return NULL;
   vcgate__meeting_packet__pack(&mp, buf);
   Vcgate__PacketWrapper pw = VCGATE__PACKET_WRAPPER__INIT;
@@ -190,9 +203,29 @@ vcg_packet_t *vcg__packet_meeting(int event, const char *room, uint64_t start_ms
   pw.user_id.len = strlen(VCG_SYSTEM_USER);
   pw.data.data = buf;
   pw.data.len = n;
+  pw.session_id = e->to;
   vcg_packet_t *p = pack_wrapper(&pw);
   if (buf != stackbuf) free(buf);
   return p;
+}
+
+int vcg__event_parse(const uint8_t *data, size_t len, int *type, uint64_t *start_ms,
+                     uint64_t *session_id, uint64_t *to, char *target, size_t tcap) {
+  vcg__pw_header_t h;
+  if (vcg__pw_decode(data, len, &h) != 0 || h.type != VCG_PT_MEETING || !h.user ||
+      h.user_len != strlen(VCG_SYSTEM_USER) || memcmp(h.user, VCG_SYSTEM_USER, h.user_len) != 0)
+    return VCG_EINVAL;
+  Vcgate__MeetingPacket *mp = vcgate__meeting_packet__unpack(NULL, h.data_len, h.data ? h.data : (const uint8_t *)"");
+  if (!mp) return VCG_EINVAL;
+  *type = (int)mp->event_type;
+  *start_ms = mp->start_time_ms;
+  *session_id = mp->session_id;
+  *to = h.session_id;
+  size_t n = mp->target_user_id.len < tcap ? mp->target_user_id.len : tcap - 1;
+  if (n) memcpy(target, mp->target_user_id.data, n);
+  target[n] = '\0';
+  vcgate__meeting_packet__free_unpacked(mp, NULL);
+  return 0;
 }
 
 vcg_packet_t *vcg__packet_congestion(uint64_t session_id) {

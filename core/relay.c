@@ -151,10 +151,10 @@ void vcg__relay_fanout(vcg__worker_t *w, vcg__room_t *room, vcg_session_t *sende
   if (!sender) vcg__relay_room_release(w, room);
 }
 
-void vcg__relay_publish(vcg__worker_t *w, vcg__room_t *room, uint64_t session_id,
+void vcg__relay_publish(vcg__worker_t *w, const char *room, uint64_t session_id,
                         vcg_packet_t *p) {
   if (!w->bus.inst) return;
   vcg__packet_ref(p);
   w->stats.bus_out++;
-  w->bus.bop->publish(w->bus.inst, room->name, session_id, p);
+  w->bus.bop->publish(w->bus.inst, room, session_id, p);
 }

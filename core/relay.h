@@ -23,6 +23,6 @@ void vcg__relay_stamp(vcg__worker_t *w, vcg_packet_t *p);
  * (when it is a local session) and release p's reference. */
 void vcg__relay_shed(vcg_session_t *r, vcg_packet_t *p);
 /* Publish p (borrowed) for the other workers and nodes. */
-void vcg__relay_publish(vcg__worker_t *w, vcg__room_t *room, uint64_t session_id,
+void vcg__relay_publish(vcg__worker_t *w, const char *room, uint64_t session_id,
                         vcg_packet_t *p);
 #endif

@@ -6,6 +6,7 @@
 #include "session.h"
 #include "lobby.h"
 #include "names.h"
+#include "presence.h"
 #include "relay.h"
 #include "worker.h"
 
@@ -36,19 +37,33 @@ static int refused(vcg__worker_t *w, int *why, int reason, char *msg, size_t msg
  * from the user and room a 1.1 transport decoded itself. */
 static int join_request(vcg__worker_t *w, const vcg_session_info_t *info, vcg__lobby_req_t *req,
                         int *why, char *msg, size_t msglen) {
-  const vcg__core_conf_t *cc = &w->proc->cfg->core;
-  vcg__lobby_conf_t lc = { (size_t)cc->max_user_length, (size_t)cc->max_room_length };
+  const vcg__config_t *cfg = w->proc->cfg;
+  const vcg__core_conf_t *cc = &cfg->core;
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  vcg__lobby_conf_t lc = {
+    .max_user_length = (size_t)cc->max_user_length, .max_room_length = (size_t)cc->max_room_length,
+    .keys = &cfg->jwt_keys, .issuer = cc->jwt_issuer, .leeway_ms = cc->jwt_leeway,
+    .now_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000, .require_token = cc->require_token,
+  };
   const char *reason = NULL;
   int rc;
+  req->display_name[0] = '\0';
+  req->observer = req->is_host = 0;
   if (info->size >= offsetof(vcg_session_info_t, target) + sizeof info->target && info->target) {
     if ((rc = vcg__lobby_parse(&lc, info->target, req, why, msg, msglen)) != 0) {
       w->stats.sessions_refused++;
+      if (req->token && *why == VCG_CLOSE_INTERNAL &&
+          !atomic_exchange(&w->proc->warned_no_secret, 1))
+        vcg__logf(w->proc->log, VCG_LOG_ERROR, "core", 0,
+                  "a client sent a room token but no secret is configured (core.jwt_secret, "
+                  "core.jwt_secret_file or JWT_SECRET): answering 500");
       return rc;
     }
-    if (req->token)
-      return refused(w, why, VCG_CLOSE_INTERNAL, msg, msglen, "server misconfigured", VCG_EINVAL);
     return 0;
   }
+  if (cc->require_token)
+    return refused(w, why, VCG_CLOSE_GONE, msg, msglen, "this server requires a room token", VCG_EPERM);
   if ((rc = vcg__user_name_check(info->user, lc.max_user_length, &reason)) != 0)
     return refused(w, why, rc == VCG_EPERM ? VCG_CLOSE_FORBIDDEN : VCG_CLOSE_BAD_REQUEST, msg,
                    msglen, reason, rc);
@@ -105,10 +120,13 @@ int vcg__session_open(vcg_worker_t *b, const vcg_session_info_t *info,
     vcg__relay_room_release(w, room);
     goto nomem;
   }
-  if (vcg__room_add(room, s, &s->slot) != 0) {
+  if (!(s->display_name = strdup(req->display_name[0] ? req->display_name : req->user)) ||
+      vcg__room_add(room, s, &s->slot) != 0) {
     vcg__relay_room_release(w, room);
     goto nomem;
   }
+  s->observer = req->observer;
+  s->is_host = req->is_host;
   free(req);
   s->id = next_id(w);
   s->t = b;
@@ -123,19 +141,23 @@ int vcg__session_open(vcg_worker_t *b, const vcg_session_info_t *info,
     memcpy(&s->peer.in, info->peer, sizeof s->peer.in);
   w->nsessions++;
   w->stats.sessions_opened++;
-  VCG__LOG(w, VCG_LOG_INFO, s->id, "opened: user %s room %s via %s", s->user, room->name,
-           b->pc->name);
+  if (s->observer) w->stats.observers_opened++;
+  VCG__LOG(w, VCG_LOG_INFO, s->id, "opened: user %s room %s via %s%s", s->user, room->name,
+           b->pc->name, s->observer ? " (observer)" : "");
   *out = s;
   /* The first packets a client sees: its session id, then the meeting. */
   vcg_packet_t *p = vcg__packet_session_assigned(s->id);
   if (p) vcg__session_send(s, p);
-  p = vcg__packet_meeting(1, room->name, room->start_ms, room->creator, 0);
+  vcg__event_t ev = { .type = VCG__EV_MEETING_STARTED, .room = room->name,
+                      .start_ms = room->start_ms, .creator = room->creator };
+  p = vcg__packet_event(&ev);
   if (p) vcg__session_send(s, p);
+  if (created) vcg__presence_room_started(w, room);
   return 0;
 nomem:
   free(req);
   if (!admitted) vcg__limits_release(&proc->limits, info->peer, counted);
-  if (s) free(s->user);
+  if (s) { free(s->user); free(s->display_name); }
   free(s);
   return refused(w, why, VCG_CLOSE_INTERNAL, msg, msglen, "out of memory", VCG_ENOMEM);
 }
@@ -148,11 +170,19 @@ static int keyframe_allowed(vcg__worker_t *w, vcg_session_t *s) {
   return s->kf_count++ < 2;
 }
 
+/* A client packet the relay does not vouch for: counted, not relayed. */
+static int refuse_packet(vcg__worker_t *w, vcg_session_t *s, const char *what) {
+  w->stats.packets_refused++;
+  VCG__LOG(w, VCG_LOG_DEBUG, s->id, "dropped a packet: %s", what);
+  return 0;
+}
+
 int vcg__session_deliver(vcg_session_t *s, const uint8_t *data, size_t len) {
   vcg__worker_t *w = s->t->core;
+  const vcg__core_conf_t *cc = &w->proc->cfg->core;
   if (s->closing) return 0;
   w->stats.packets_in++;
-  if (len > (size_t)w->proc->cfg->core.max_message_size) {
+  if (len > (size_t)cc->max_message_size) {
     vcg__session_close(s, VCG_CLOSE_TOO_BIG, "message too big");
     return VCG_EMSGSIZE;
   }
@@ -162,26 +192,43 @@ int vcg__session_deliver(vcg_session_t *s, const uint8_t *data, size_t len) {
     VCG__LOG(w, VCG_LOG_DEBUG, s->id, "dropped %zu bytes that are not a PacketWrapper", len);
     return 0;
   }
-  switch (h.type) {
-  case VCG_PT_HEALTH:      /* diagnostics for the server, not for peers */
-  case VCG_PT_CONGESTION:  /* only the server makes these */
-  case VCG_PT_SESSION_ASSIGNED:
+  if (h.type == VCG_PT_MEDIA && h.media_type == 5) {
+    /* RTT: echoed to its sender only, unchanged, on the channel it came
+     * in on; it does not make the session active (connection election). */
+    vcg_packet_t *e = vcg__packet_copy(data, len, &h);
+    if (e) vcg__session_send(s, e);
     return 0;
-  case VCG_PT_MEDIA:
-    if (h.media_type == 5) { /* RTT: echoed to its sender only, unchanged */
-      vcg_packet_t *e = vcg__packet_copy(data, len, &h);
-      if (e) vcg__session_send(s, e);
-      return 0;
-    }
-    if (h.media_type == 6 && !keyframe_allowed(w, s)) return 0;
-    break;
+  }
+  /* What the relay vouches for: the server's identity and its packet types
+   * are the server's alone, and the sender's identity is the session's. */
+  if (h.user && h.user_len == sizeof VCG_SYSTEM_USER - 1 &&
+      memcmp(h.user, VCG_SYSTEM_USER, h.user_len) == 0)
+    return refuse_packet(w, s, "the system identity");
+  switch (h.type) {
+  case VCG_PT_MEETING: case VCG_PT_SESSION_ASSIGNED: case VCG_PT_CONGESTION:
+    return refuse_packet(w, s, "a server-only packet type");
   default:
     break;
   }
+  if (s->observer)
+    return h.type == VCG_PT_HEALTH ? 0 : refuse_packet(w, s, "observers may not send");
+  if (cc->enforce_identity && h.user && h.user_len &&
+      (h.user_len != strlen(s->user) || memcmp(h.user, s->user, h.user_len) != 0)) {
+    if (!s->ident_warned) {
+      s->ident_warned = 1;
+      vcg__logf(w->proc->log, VCG_LOG_WARN, "core", s->id,
+                "user %s sent packets as another identity; dropping them (core.enforce_identity)",
+                s->user);
+    }
+    return refuse_packet(w, s, "user_id is not the session's identity");
+  }
+  vcg__presence_activate(w, s);
+  if (h.type == VCG_PT_HEALTH) return 0; /* diagnostics for the server, not for peers */
+  if (h.type == VCG_PT_MEDIA && h.media_type == 6 && !keyframe_allowed(w, s)) return 0;
   vcg_packet_t *p = vcg__packet_from_wire(data, len, &h, s->id);
   if (!p) return 0;
   vcg__relay_fanout(w, s->room, s, 0, p);
-  vcg__relay_publish(w, s->room, s->id, p);
+  vcg__relay_publish(w, s->room->name, s->id, p);
   vcg__packet_unref(p);
   return 0;
 }
@@ -199,6 +246,7 @@ void vcg__session_set_queued(vcg_session_t *s, size_t packets, size_t bytes) {
 void vcg__session_closed(vcg_session_t *s) {
   vcg__worker_t *w = s->t->core;
   vcg__room_t *room = s->room;
+  vcg__presence_gone(w, s);
   vcg_session_t *moved = NULL;
   vcg__room_remove(room, s->slot, &moved);
   if (moved) moved->slot = s->slot;
@@ -208,6 +256,7 @@ void vcg__session_closed(vcg_session_t *s) {
   vcg__logf(w->proc->log, VCG_LOG_INFO, "core", s->id, "closed: user %s (%llu dropped)", s->user,
             (unsigned long long)s->drops);
   free(s->user);
+  free(s->display_name);
   free(s);
   w->nsessions--;
   vcg__worker_session_gone(w);

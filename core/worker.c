@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include "inbox.h"
+#include "presence.h"
 #include "worker.h"
 
 static void begin_stop(vcg__worker_t *w);
@@ -50,6 +51,7 @@ static void finish(vcg__worker_t *w) {
   vcg__inbox_drain(w); /* release any packet still in flight */
   uv_close((uv_handle_t *)&w->async, on_closed_handle);
   uv_close((uv_handle_t *)&w->drain_timer, on_closed_handle);
+  uv_close((uv_handle_t *)&w->leave_timer, on_closed_handle);
 }
 
 static void on_bus_stopped(vcg_worker_t *b) {
@@ -63,6 +65,8 @@ static void transport_stop_done(vcg__worker_t *w) {
   if (w->nsessions)
     vcg__logf(w->proc->log, VCG_LOG_ERROR, "core", 0,
               "worker %u: %zu sessions left after transports stopped", w->index, w->nsessions);
+  /* Before the bus goes: the other nodes learn who left with this node. */
+  vcg__presence_stop(w);
   if (w->bus.inst) w->bus.pc->loaded->ops.stop(w->bus.inst, on_bus_stopped);
   else finish(w);
 }
@@ -104,6 +108,7 @@ int vcg__worker_init(vcg__worker_t *w, vcg__process_t *proc, unsigned index) {
   if ((rc = uv_sem_init(&w->started, 0)) != 0) return rc;
   if ((rc = vcg__rooms_init(&w->rooms, room_seed)) != 0) return rc;
   if (vcg_htab_init(&w->sessions, 64, 0) != 0) return VCG_ENOMEM;
+  if ((rc = vcg__presence_init(w)) != 0) return rc;
   const vcg__config_t *c = proc->cfg;
   w->ntransports = c->ntransports;
   w->transports = calloc(c->ntransports, sizeof *w->transports);

@@ -26,8 +26,9 @@ int vcg__nats_room_ok(const char *room) {
 int vcg__nats_subject(char *buf, size_t cap, const char *room,
                       uint64_t session_id, int wildcard) {
   int n = wildcard ? snprintf(buf, cap, SUBJECT_PREFIX "%s.*", room)
-                   : snprintf(buf, cap, SUBJECT_PREFIX "%s.%" PRIu64, room,
-                              session_id);
+          : session_id == 0 ? snprintf(buf, cap, SUBJECT_PREFIX "%s.system", room)
+                            : snprintf(buf, cap, SUBJECT_PREFIX "%s.%" PRIu64, room,
+                                       session_id);
   if (n < 0 || (size_t)n >= cap) return VCG_ENOBUFS;
   return n;
 }

@@ -19,8 +19,8 @@
  * traffic. */
 int vcg__nats_room_ok(const char *room);
 
-/* Write `room.{room}.{session_id}` (or `room.{room}.*` when wildcard is
- * set) into buf.  Returns the length, or VCG_ENOBUFS when buf is too
+/* Write `room.{room}.{session_id}` (`room.{room}.system` for session id
+ * 0, a room event; `room.{room}.*` when wildcard is set) into buf.  Returns the length, or VCG_ENOBUFS when buf is too
  * small (nothing useful is written then). */
 int vcg__nats_subject(char *buf, size_t cap, const char *room,
                       uint64_t session_id, int wildcard);

@@ -1,9 +1,10 @@
 /*
  * ws_util.c -- pure helpers of the websocket transport: listen address
- * parsing, request routing and the close-reason mappings.
+ * parsing, the request line, request targets, small HTTP responses.
  */
 #include "ws_util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,99 +51,151 @@ int vcg__ws_parse_listen(const char *s, char *host, size_t hostlen,
   return 0;
 }
 
-/* Copy one path component [b, e) into dst, refusing empty or long ones. */
-static int ws_component(const char *b, const char *e, char *dst) {
-  size_t n = (size_t)(e - b);
+/* RFC 7230 tchar: the characters of a method token. */
+static int ws_tchar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || (c != 0 && strchr("!#$%&'*+-.^_`|~", c));
+}
 
-  if (n == 0 || n > VCG__WS_NAME_MAX)
-    return -1;
-  memcpy(dst, b, n);
-  dst[n] = '\0';
+int vcg__ws_request_line(const char *buf, size_t len, size_t *toff,
+                         size_t *tlen, size_t *linelen) {
+  const char *nl = memchr(buf, '\n', len);
+  size_t end, i, t0;
+
+  if (nl == NULL)
+    return VCG_EAGAIN;
+  *linelen = (size_t)(nl - buf) + 1;
+  end = (size_t)(nl - buf);
+  if (end > 0 && buf[end - 1] == '\r')
+    end--;
+  for (i = 0; i < end && ws_tchar((unsigned char)buf[i]); i++)
+    ;
+  if (i == 0 || i >= end || buf[i] != ' ')
+    return VCG_EINVAL;
+  t0 = ++i;
+  /* A request-target is visible ASCII: anything else must be
+   * percent-encoded by the client. */
+  for (; i < end && buf[i] > 0x20 && buf[i] < 0x7f; i++)
+    ;
+  if (i == t0 || i >= end || buf[i] != ' ')
+    return VCG_EINVAL;
+  if (end - (i + 1) < 8 || memcmp(buf + i + 1, "HTTP/", 5) != 0)
+    return VCG_EINVAL;
+  *toff = t0;
+  *tlen = i - t0;
   return 0;
 }
 
-/* libwebsockets turns an unescaped '+' in the path into a space (form
- * decoding applied to the whole URI), so "alice+1@x" arrives as
- * "alice 1@x".  A space is never valid in a user or room name, so turning
- * spaces back into '+' restores the name the client sent; a client that
- * sent "%20" gets '+' instead, which it could have sent itself. */
-static void ws_unplus(char *s) {
-  for (; *s; s++)
-    if (*s == ' ')
-      *s = '+';
+static int ws_hex(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+         (c >= 'A' && c <= 'F');
 }
 
-int vcg__ws_route(const char *path, char *user, char *room, const char **why) {
-  static const char prefix[] = "/lobby";
-  const char *u, *slash, *r;
-  const char *dummy;
-
-  if (why == NULL)
-    why = &dummy;
-  *why = NULL;
-  if (path == NULL || strncmp(path, prefix, sizeof(prefix) - 1) != 0)
-    return VCG__WS_ROUTE_NOT_FOUND;
-  u = path + sizeof(prefix) - 1;
-  if (*u == '\0') {
-    *why = "expected /lobby/{user}/{room}";
-    return VCG__WS_ROUTE_BAD;
+const char *vcg__ws_target_check(const char *t, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (t[i] != '%')
+      continue;
+    if (i + 2 >= n || !ws_hex((unsigned char)t[i + 1]) ||
+        !ws_hex((unsigned char)t[i + 2]))
+      return "bad percent-encoding in the request target";
+    if (t[i + 1] == '0' && t[i + 2] == '0')
+      return "NUL (%00) in the request target";
+    i += 2;
   }
-  if (*u != '/')
-    return VCG__WS_ROUTE_NOT_FOUND; /* "/lobbyfoo" is another path */
-  u++;
-  slash = strchr(u, '/');
-  if (slash == NULL) {
-    *why = "expected /lobby/{user}/{room}";
-    return VCG__WS_ROUTE_BAD;
-  }
-  r = slash + 1;
-  if (strchr(r, '/') != NULL) {
-    *why = "expected /lobby/{user}/{room}: too many path components";
-    return VCG__WS_ROUTE_BAD;
-  }
-  if (ws_component(u, slash, user) != 0) {
-    *why = slash == u ? "empty user name" : "user name too long";
-    return VCG__WS_ROUTE_BAD;
-  }
-  if (ws_component(r, r + strlen(r), room) != 0) {
-    *why = *r == '\0' ? "empty room name" : "room name too long";
-    return VCG__WS_ROUTE_BAD;
-  }
-  ws_unplus(user);
-  ws_unplus(room);
-  return VCG__WS_ROUTE_LOBBY;
+  return NULL;
 }
 
-int vcg__ws_close_code(int why) {
-  switch (why) {
-  case VCG_CLOSE_NORMAL:      return 1000;
-  case VCG_CLOSE_BAD_REQUEST:
-  case VCG_CLOSE_FORBIDDEN:
-  case VCG_CLOSE_SLOW:        return 1008;
-  case VCG_CLOSE_TOO_BIG:     return 1009;
-  case VCG_CLOSE_LIMIT:
-  case VCG_CLOSE_OVERLOAD:    return 1013;
-  case VCG_CLOSE_SHUTDOWN:
-  case VCG_CLOSE_IDLE:        return 1001;
-  case VCG_CLOSE_NOT_FOUND:   return 1008;
-  case VCG_CLOSE_INTERNAL:
-  default:                    return 1011;
+long vcg__ws_pct_encode(char *dst, size_t cap, const char *src,
+                        const char *keep) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t o = 0;
+
+  for (; *src; src++) {
+    unsigned char c = (unsigned char)*src;
+
+    if (o + 4 > cap)
+      return VCG_ENOBUFS;
+    if (c == ' ') {
+      dst[o++] = '+';
+    } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+               (c >= '0' && c <= '9') || strchr("-._~", c) ||
+               strchr(keep, c)) {
+      dst[o++] = (char)c;
+    } else {
+      dst[o++] = '%';
+      dst[o++] = hex[c >> 4];
+      dst[o++] = hex[c & 15];
+    }
+  }
+  if (o >= cap)
+    return VCG_ENOBUFS;
+  dst[o] = '\0';
+  return (long)o;
+}
+
+long vcg__ws_target_rebuild(char *dst, size_t cap, const char *path,
+                            const char *const *args, size_t nargs) {
+  /* A path keeps its structure ('/') and the sub-delims; an argument keeps
+   * '=' (name from value, and base64 padding) but not the separators '&'
+   * and ';', which lws has already split on. */
+  long n = vcg__ws_pct_encode(dst, cap, path, "/!$&'()*+,;=:@");
+  size_t o;
+
+  if (n < 0)
+    return n;
+  o = (size_t)n;
+  for (size_t i = 0; i < nargs; i++) {
+    if (o + 2 > cap)
+      return VCG_ENOBUFS;
+    dst[o++] = i == 0 ? '?' : '&';
+    n = vcg__ws_pct_encode(dst + o, cap - o, args[i], "!$'()*+,=:@/?");
+    if (n < 0)
+      return n;
+    o += (size_t)n;
+  }
+  dst[o] = '\0';
+  return (long)o;
+}
+
+const char *vcg__ws_status_text(unsigned status) {
+  switch (status) {
+  case 200: return "OK";
+  case 304: return "Not Modified";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 410: return "Gone";
+  case 413: return "Payload Too Large";
+  case 414: return "URI Too Long";
+  case 426: return "Upgrade Required";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 503: return "Service Unavailable";
+  default:  return "Internal Server Error";
   }
 }
 
-int vcg__ws_http_status(int why) {
-  switch (why) {
-  case VCG_CLOSE_BAD_REQUEST: return 400;
-  case VCG_CLOSE_FORBIDDEN:   return 403;
-  case VCG_CLOSE_NOT_FOUND:   return 404;
-  case VCG_CLOSE_TOO_BIG:     return 413;
-  case VCG_CLOSE_LIMIT:       return 429;
-  case VCG_CLOSE_OVERLOAD:
-  case VCG_CLOSE_SHUTDOWN:    return 503;
-  case VCG_CLOSE_NORMAL:
-  case VCG_CLOSE_SLOW:
-  case VCG_CLOSE_IDLE:
-  case VCG_CLOSE_INTERNAL:
-  default:                    return 500;
-  }
+long vcg__ws_http_format(char *dst, size_t cap, unsigned status,
+                         const char *ctype, const char *extra,
+                         const char *body) {
+  int blen = (int)strnlen(body, 1536);
+  /* Any origin may read these small public answers (a page served from
+   * elsewhere fetches the WebTransport certificate hash). */
+  int n = snprintf(dst, cap,
+                   "HTTP/1.1 %u %s\r\n"
+                   "content-type: %s\r\n"
+                   "content-length: %d\r\n"
+                   "access-control-allow-origin: *\r\n"
+                   "connection: close\r\n"
+                   "cache-control: no-store\r\n"
+                   "%s"
+                   "\r\n%.*s\n",
+                   status, vcg__ws_status_text(status), ctype, blen + 1,
+                   extra ? extra : "", blen, body);
+
+  if (n < 0 || (size_t)n >= cap)
+    return VCG_ENOBUFS;
+  return n;
 }

@@ -8,35 +8,53 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longest user or room name the transport forwards to the host; the host
- * applies its own, usually stricter, validation. */
-#define VCG__WS_NAME_MAX 256
-
-/* Result of routing an HTTP request path. */
-enum vcg__ws_route {
-  VCG__WS_ROUTE_LOBBY = 0,     /* /lobby/{user}/{room}: user and room filled */
-  VCG__WS_ROUTE_NOT_FOUND = 1, /* no such path: 404 */
-  VCG__WS_ROUTE_BAD = 2        /* a lobby path that is malformed: 400 */
-};
-
 /* Split "host:port", "[v6addr]:port", ":port" or "*:port" into host (empty
  * string for "any address") and port (1..65535, or 0 to let the kernel
  * choose).  Returns 0 or VCG_EINVAL. */
 int vcg__ws_parse_listen(const char *s, char *host, size_t hostlen,
                          uint16_t *port);
 
-/* Route a request path.  libwebsockets has already percent-decoded the path
- * (and collapsed "//" and "/./"), so path is taken as decoded and is NOT
- * decoded a second time (that would turn "%2541" into "A").  On LOBBY the
- * components are copied NUL-terminated into user and room (each of at least
- * VCG__WS_NAME_MAX + 1 bytes), with spaces turned back into '+' (lws
- * decodes an unescaped '+' as a space).  On BAD, *why (if not NULL) names
- * the problem. */
-int vcg__ws_route(const char *path, char *user, char *room, const char **why);
+/* The request line at the start of buf (len bytes received so far):
+ * "METHOD SP request-target SP HTTP/x.y", ended by CRLF (or a bare LF).
+ * Returns 0 with the target at buf + *toff, *tlen bytes long, and the
+ * line's length with its end in *linelen; VCG_EAGAIN while no line end has
+ * arrived; VCG_EINVAL when the line is not a request line (a method of
+ * token characters, one space, a target of visible ASCII, one space, then
+ * "HTTP/"). */
+int vcg__ws_request_line(const char *buf, size_t len, size_t *toff,
+                         size_t *tlen, size_t *linelen);
 
-/* enum vcg_close_reason -> WebSocket close code (RFC 6455 section 7.4). */
-int vcg__ws_close_code(int why);
-/* enum vcg_close_reason -> HTTP status for a refused upgrade. */
-int vcg__ws_http_status(int why);
+/* Whether lws 4.1 can parse request target t (n bytes): it drops a
+ * request whose target decodes to a NUL without an answer and answers a
+ * '%' not followed by two hex digits with 403, before any callback of
+ * ours.  Returns NULL, or the reason to refuse it with 400 ourselves. */
+const char *vcg__ws_target_check(const char *t, size_t n);
+
+/* Percent-encode src into dst for a request target: bytes outside
+ * unreserved and the characters of `keep` become %XX, a space becomes '+'.
+ * Returns the length written (NUL-terminated) or VCG_ENOBUFS. */
+long vcg__ws_pct_encode(char *dst, size_t cap, const char *src,
+                        const char *keep);
+
+/* A request target rebuilt from what lws 4.1 keeps of it: the decoded
+ * path and the decoded query arguments (lws splits the query at '&' and
+ * ';', decodes %XX and turns '+' into a space).  Each part is
+ * percent-encoded again and the arguments joined with '&'.  The round trip
+ * loses what lws's decoding threw away: "%20" and "+" both come back as
+ * "+", ';' separators as '&', "/./" and "//" collapsed.  Returns the length
+ * (NUL-terminated in dst) or VCG_ENOBUFS. */
+long vcg__ws_target_rebuild(char *dst, size_t cap, const char *path,
+                            const char *const *args, size_t nargs);
+
+/* The reason phrase of an HTTP status we send. */
+const char *vcg__ws_status_text(unsigned status);
+
+/* A complete small HTTP/1.1 response that closes the connection: status
+ * line, content-type, content-length, cache-control: no-store, any
+ * `extra` header lines (each ending in CRLF; may be NULL), and body plus a
+ * newline.  Returns its length, or VCG_ENOBUFS when it does not fit. */
+long vcg__ws_http_format(char *dst, size_t cap, unsigned status,
+                         const char *ctype, const char *extra,
+                         const char *body);
 
 #endif

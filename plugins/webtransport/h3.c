@@ -1,6 +1,6 @@
 /*
  * h3.c -- HTTP/3 framing for the WebTransport plugin: varints, frames,
- * SETTINGS, stream prefixes, capsules and the CONNECT path.  See h3.h.
+ * SETTINGS, stream prefixes and capsules.  See h3.h.
  */
 #include <string.h>
 
@@ -369,53 +369,4 @@ size_t vcg__wt_control_stream_prefix(uint8_t *out, size_t cap,
   out[0] = VCG__H3_STREAM_CONTROL;
   size_t n = vcg__wt_settings_encode(out + 1, cap - 1, s, sizeof(s) / sizeof(s[0]));
   return n ? n + 1 : 0;
-}
-
-/* ---------------------------------------------------------------- path */
-
-static int hexval(int c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-long vcg__wt_pct_decode(char *dst, size_t dstcap, const char *src,
-                        size_t len) {
-  size_t o = 0;
-  for (size_t i = 0; i < len; i++) {
-    int c = (unsigned char)src[i];
-    if (c == '%') {
-      if (i + 2 >= len) return -1;
-      int h = hexval((unsigned char)src[i + 1]), l = hexval((unsigned char)src[i + 2]);
-      if (h < 0 || l < 0) return -1;
-      c = h * 16 + l;
-      i += 2;
-    }
-    if (c == 0) return -1;
-    if (o + 1 >= dstcap) return -1;
-    dst[o++] = (char)c;
-  }
-  if (dstcap == 0) return -1;
-  dst[o] = '\0';
-  return (long)o;
-}
-
-int vcg__wt_parse_lobby_path(const char *path, char *user, size_t usercap,
-                             char *room, size_t roomcap) {
-  static const char pfx[] = "/lobby/";
-  size_t end = strcspn(path, "?#");
-  if (end < sizeof(pfx) - 1 || memcmp(path, pfx, sizeof(pfx) - 1) != 0)
-    return VCG_ENOENT;
-  const char *u = path + sizeof(pfx) - 1;
-  const char *stop = path + end;
-  const char *slash = memchr(u, '/', (size_t)(stop - u));
-  if (!slash) return VCG_ENOENT;
-  const char *r = slash + 1;
-  if (memchr(r, '/', (size_t)(stop - r))) return VCG_ENOENT;
-  size_t ulen = (size_t)(slash - u), rlen = (size_t)(stop - r);
-  if (ulen == 0 || rlen == 0) return VCG_ENOENT;
-  if (vcg__wt_pct_decode(user, usercap, u, ulen) <= 0) return VCG_ENOENT;
-  if (vcg__wt_pct_decode(room, roomcap, r, rlen) <= 0) return VCG_ENOENT;
-  return 0;
 }

@@ -219,16 +219,4 @@ size_t vcg__wt_control_stream_prefix(uint8_t *out, size_t cap,
 /* Write an HTTP/3 frame header (type, length) and return its size. */
 size_t vcg__wt_frame_header(uint8_t *out, uint64_t type, uint64_t len);
 
-/* ---- the CONNECT path ---- */
-
-/* Percent-decode src[0..len) into dst (dstcap bytes, NUL-terminated).
- * Returns the decoded length, or -1 on a bad escape, an embedded NUL or
- * overflow. */
-long vcg__wt_pct_decode(char *dst, size_t dstcap, const char *src,
-                        size_t len);
-/* Split "/lobby/{user}/{room}" (query string ignored) into decoded user
- * and room.  Returns 0, or VCG_ENOENT for any other shape. */
-int vcg__wt_parse_lobby_path(const char *path, char *user, size_t usercap,
-                             char *room, size_t roomcap);
-
 #endif /* VCG_WT_H3_H */

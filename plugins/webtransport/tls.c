@@ -2,6 +2,7 @@
  * tls.c -- GnuTLS credentials and the generated development certificate.
  * See tls.h.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -130,14 +131,28 @@ void vcg__wt_tls_free(vcg__wt_tls_t *t) {
   memset(t, 0, sizeof(*t));
 }
 
+/* A file we are about to load must be readable: name it and say why not,
+ * which GnuTLS's "Error while reading file" would not. */
+static int readable(const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "%s: %s", path, vcg_strerror(-errno));
+    return VCG_EINVAL;
+  }
+  fclose(f);
+  return 0;
+}
+
 int vcg__wt_tls_check_files(const char *cert_file, const char *key_file,
                             char *err, size_t errlen) {
   gnutls_certificate_credentials_t c;
+  if (readable(cert_file, err, errlen) != 0 || readable(key_file, err, errlen) != 0)
+    return VCG_EINVAL;
   int g = gnutls_certificate_allocate_credentials(&c);
   if (g < 0) return fail(err, errlen, "credentials", g);
   g = gnutls_certificate_set_x509_key_file(c, cert_file, key_file, GNUTLS_X509_FMT_PEM);
   gnutls_certificate_free_credentials(c);
-  if (g < 0) return fail(err, errlen, "tls_cert/tls_key", g);
+  if (g < 0) return fail(err, errlen, "not a loadable PEM certificate and key pair", g);
   return 0;
 }
 

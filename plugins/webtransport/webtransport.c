@@ -1,15 +1,66 @@
 /*
  * webtransport.c -- the WebTransport transport plugin: descriptor,
- * options and lifecycle.  The work is done by quic.c (QUIC endpoint),
- * wt.c (HTTP/3 and WebTransport session), h3.c, qpack.c and tls.c.
+ * options and lifecycle, and the wiring of its layers.
+ *
+ * The data path, bottom to top (each file calls only downwards; the
+ * layers below call up only through callback tables filled here or by
+ * the layer above):
+ *   endpoint.c  UDP sockets, connection ID table, version negotiation,
+ *               stateless reset
+ *   conn.c      one QUIC connection (ngtcp2 + GnuTLS): handshake,
+ *               callbacks, timers, write loop
+ *   stream.c    output records and the output queue of a connection
+ *   session.c   HTTP/3 and the WebTransport session (CONNECT, capsules,
+ *               PacketWrappers in and out)
+ * with the pure helpers h3.c (framing), qpack.c (header blocks), tls.c
+ * (credentials), addr.c and udp_send.c.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include <gnutls/crypto.h>
 
-#include "wt_int.h"
+#include "addr.h"
+#include "conn.h"
+#include "endpoint.h"
+#include "h3.h"
+#include "session.h"
+#include "tls.h"
+
+/* ---- configuration (filled by the host from the option table) ---- */
+typedef struct vcg_wt_conf {
+  char *listen;            /* "127.0.0.1:4433", "[::1]:4433", comma list */
+  int64_t idle_timeout;    /* ms */
+  char *tls_cert;
+  char *tls_key;
+  int64_t max_sessions;    /* concurrent QUIC connections per worker */
+  char *cert_hash_file;
+} vcg_wt_conf_t;
+
+/* Process-wide state: made in init(), read-only afterwards, shared by all
+ * workers' instances. */
+struct vcg_plugin_state {
+  const vcg_host_api_t *host;
+  vcg__wt_tls_t tls;
+  uint8_t reset_secret[WT_RESET_SECRET_LEN]; /* stateless reset token key */
+};
+
+/* Per-worker instance: the layers of the data path. */
+struct vcg_instance {
+  const vcg_host_api_t *host;
+  vcg_plugin_state_t *st;
+  const vcg_wt_conf_t *conf;
+  vcg_worker_t *w;
+  int connset_inited;
+  vcg_stopped_cb stop_cb;
+  wt_connset_t cs;             /* connections (and through them sessions) */
+  wt_endpoint_t ep;            /* sockets and connection IDs; last: large */
+};
 
 static const vcg_option_t wt_options[] = {
   VCG_OPTION_STRING(vcg_wt_conf_t, listen, "listen", "127.0.0.1:4433",
@@ -25,6 +76,41 @@ static const vcg_option_t wt_options[] = {
                     "file to write the certificate's SHA-256 (hex) to, for serverCertificateHashes"),
   VCG_OPTION_END,
 };
+
+/* cert_hash_file is written at start through a temporary file in the
+ * same directory and a rename: the directory must exist and be writable
+ * (for the effective user), and the path must not be a directory.
+ * Checked here so that `vcgate -t` catches it. */
+static int check_hash_file(const char *path, char *err, size_t errlen) {
+  char dir[4096];
+  struct stat st;
+  const char *slash = strrchr(path, '/');
+  if (!*path || strlen(path) + 5 >= sizeof(dir)) {
+    snprintf(err, errlen, "cert_hash_file: \"%.200s\" is not a usable file name", path);
+    return VCG_EINVAL;
+  }
+  if (!slash) snprintf(dir, sizeof(dir), ".");
+  else if (slash == path) snprintf(dir, sizeof(dir), "/");
+  else snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+  if (stat(dir, &st) != 0) {
+    snprintf(err, errlen, "cert_hash_file: directory %.200s: %s", dir, vcg_strerror(-errno));
+    return VCG_EINVAL;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "cert_hash_file: %.200s is not a directory", dir);
+    return VCG_EINVAL;
+  }
+  if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0) {
+    snprintf(err, errlen, "cert_hash_file: directory %.200s is not writable: %s", dir,
+             vcg_strerror(-errno));
+    return VCG_EINVAL;
+  }
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "cert_hash_file: %.200s is a directory", path);
+    return VCG_EINVAL;
+  }
+  return 0;
+}
 
 static int wt_configure(const void *vconf, char *err, size_t errlen) {
   const vcg_wt_conf_t *conf = vconf;
@@ -71,20 +157,33 @@ static int wt_configure(const void *vconf, char *err, size_t errlen) {
       return VCG_EINVAL;
     }
   }
+  if (conf->cert_hash_file && check_hash_file(conf->cert_hash_file, err, errlen) != 0)
+    return VCG_EINVAL;
   return 0;
 }
 
-static int write_hash_file(const char *path, const char *hex) {
+/* Write hex and a newline to path through path.tmp and a rename, so a
+ * reader never sees a half-written hash.  0 or a negative errno; why gets
+ * the failing step. */
+static int write_hash_file(const char *path, const char *hex, char *why, size_t whylen) {
   char tmp[4200];
-  if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) return VCG_EINVAL;
+  if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+    snprintf(why, whylen, "path too long");
+    return VCG_EINVAL;
+  }
   FILE *f = fopen(tmp, "w");
-  if (!f) return VCG_EACCES;
+  if (!f) {
+    int rc = -errno;
+    snprintf(why, whylen, "cannot create %.300s: %s", tmp, vcg_strerror(rc));
+    return rc;
+  }
   int ok = fprintf(f, "%s\n", hex) > 0;
   ok = (fclose(f) == 0) && ok;
-  /* rename: a reader never sees a half-written hash */
   if (!ok || rename(tmp, path) != 0) {
+    int rc = errno ? -errno : VCG_EIO;
+    snprintf(why, whylen, "cannot write %.300s: %s", ok ? path : tmp, vcg_strerror(rc));
     remove(tmp);
-    return VCG_EACCES;
+    return rc;
   }
   return 0;
 }
@@ -92,22 +191,30 @@ static int write_hash_file(const char *path, const char *hex) {
 static int wt_init(const vcg_host_api_t *host, const void *vconf,
                    vcg_plugin_state_t **out) {
   const vcg_wt_conf_t *conf = vconf;
-  char err[256];
+  char err[512];
+  int rc;
   vcg_plugin_state_t *st = calloc(1, sizeof(*st));
   if (!st) return VCG_ENOMEM;
   st->host = host;
   /* One certificate and one reset secret for the whole process: every
    * worker must present the same certificate (its hash is pinned by
    * pages) and answer stateless resets for its siblings' connections. */
-  if (gnutls_rnd(GNUTLS_RND_KEY, st->reset_secret, sizeof(st->reset_secret)) != 0 ||
-      vcg__wt_tls_init(&st->tls, conf->tls_cert, conf->tls_key, err, sizeof(err)) != 0) {
+  if (gnutls_rnd(GNUTLS_RND_KEY, st->reset_secret, sizeof(st->reset_secret)) != 0) {
+    host->log(NULL, NULL, VCG_LOG_ERROR, "no random bytes for the stateless reset secret");
     free(st);
-    return VCG_EINVAL;
+    return VCG_EIO;
   }
-  if (conf->cert_hash_file && write_hash_file(conf->cert_hash_file, st->tls.hash_hex) != 0) {
+  if ((rc = vcg__wt_tls_init(&st->tls, conf->tls_cert, conf->tls_key, err, sizeof(err))) != 0) {
+    host->log(NULL, NULL, VCG_LOG_ERROR, "TLS: %s", err);
+    free(st);
+    return rc;
+  }
+  if (conf->cert_hash_file &&
+      (rc = write_hash_file(conf->cert_hash_file, st->tls.hash_hex, err, sizeof(err))) != 0) {
+    host->log(NULL, NULL, VCG_LOG_ERROR, "cert_hash_file: %s", err);
     vcg__wt_tls_free(&st->tls);
     free(st);
-    return VCG_EACCES;
+    return rc;
   }
   *out = st;
   return 0;
@@ -119,22 +226,52 @@ static void wt_fini(vcg_plugin_state_t *st) {
   free(st);
 }
 
+static void inst_stopped(void *ud) {
+  vcg_instance_t *inst = ud;
+  vcg_stopped_cb cb = inst->stop_cb;
+  vcg_worker_t *w = inst->w;
+  free(inst);
+  if (cb) cb(w);
+}
+
+/* Close everything; the instance is freed when the last handle closed. */
+static void inst_stop(vcg_instance_t *inst) {
+  if (inst->connset_inited) vcg__wt_connset_stop(&inst->cs, VCG__H3_NO_ERROR);
+  vcg__wt_ep_stop(&inst->ep, inst_stopped, inst);
+}
+
 static int wt_start(const vcg_host_api_t *host, vcg_plugin_state_t *st,
                     const void *vconf, vcg_worker_t *w, vcg_instance_t **out) {
+  const vcg_wt_conf_t *conf = vconf;
   if (!st) return VCG_EINVAL;
   vcg_instance_t *inst = calloc(1, sizeof(*inst));
   if (!inst) return VCG_ENOMEM;
   inst->host = host;
   inst->st = st;
-  inst->conf = vconf;
+  inst->conf = conf;
   inst->w = w;
-  inst->loop = host->loop(w);
-  inst->max_msg = host->max_message_size(w);
-  if (inst->max_msg == 0) inst->max_msg = 1u << 20;
-  int rc = vcg__wt_endpoint_start(inst);
+  size_t max_msg = host->max_message_size(w);
+  if (max_msg == 0) max_msg = 1u << 20;
+  wt_conn_conf_t cc = {
+    .idle_timeout_ms = (uint64_t)conf->idle_timeout,
+    .max_sessions = (size_t)conf->max_sessions,
+    .max_msg = max_msg,
+  };
+  /* The endpoint hands datagrams to the connection layer. */
+  wt_endpoint_cb_t ecb = {
+    .packet = vcg__wt_conn_packet,
+    .accept = vcg__wt_conn_accept,
+    .ud = &inst->cs,
+  };
+  int rc = vcg__wt_ep_init(&inst->ep, host, w, st->reset_secret, &ecb);
+  if (rc == 0) {
+    rc = vcg__wt_connset_init(&inst->cs, host, w, &inst->ep, &st->tls, &vcg__wt_session_cb, &cc);
+    inst->connset_inited = rc == 0;
+  }
+  if (rc == 0) rc = vcg__wt_ep_start(&inst->ep, conf->listen);
   if (rc != 0) {
     /* Frees inst once the handles that did open have closed. */
-    vcg__wt_endpoint_stop(inst);
+    inst_stop(inst);
     return rc;
   }
   if (host->worker_index(w) == 0) {
@@ -148,19 +285,30 @@ static int wt_start(const vcg_host_api_t *host, vcg_plugin_state_t *st,
 }
 
 static void wt_drain(vcg_instance_t *inst) {
-  if (inst->draining) return;
-  inst->draining = 1;
+  if (inst->cs.draining) return;
   /* Tell every session to go away; new connections are no longer
-   * accepted (quic.c) and a late CONNECT is answered 503 (wt.c). */
-  for (wt_conn_t *c = inst->conns; c; c = c->next) {
-    if (c->state == WT_C_ACTIVE)
-      vcg__wt_session_close(c, vcg__wt_close_code(VCG_CLOSE_SHUTDOWN), "server shutting down");
+   * accepted (endpoint) and a late CONNECT is answered 503 (session). */
+  inst->cs.draining = 1;
+  inst->ep.accepting = 0;
+  for (wt_conn_t *c = inst->cs.conns; c; c = c->next) {
+    if (vcg__wt_conn_active(c))
+      vcg__wt_session_close(c, (uint32_t)vcg_close_ws_code(VCG_CLOSE_SHUTDOWN), "server shutting down");
   }
 }
 
 static void wt_stop(vcg_instance_t *inst, vcg_stopped_cb cb) {
   inst->stop_cb = cb;
-  vcg__wt_endpoint_stop(inst); /* frees inst, then cb(w) */
+  inst_stop(inst); /* frees inst, then cb(w) */
+}
+
+static int wt_send(vcg_instance_t *inst, void *conn, vcg_packet_t *p) {
+  (void)inst;
+  return vcg__wt_session_send(conn, p);
+}
+
+static void wt_close(vcg_instance_t *inst, void *conn, int why, const char *reason) {
+  (void)inst;
+  vcg__wt_session_close(conn, (uint32_t)vcg_close_ws_code(why), reason);
 }
 
 static const vcg_transport_ops_t wt_ops = {
@@ -170,8 +318,8 @@ static const vcg_transport_ops_t wt_ops = {
   .drain = wt_drain,
   .stop = wt_stop,
   .fini = wt_fini,
-  .send = vcg__wt_send,
-  .close = vcg__wt_close,
+  .send = wt_send,
+  .close = wt_close,
 };
 
 static const vcg_plugin_t wt_plugin = VCG_PLUGIN_DESCRIPTOR(

@@ -573,16 +573,19 @@ class Client:
         self.extra = []  # packets read during connect() after the two
 
     @classmethod
-    async def connect(cls, port, user, room, timeout=5, **kw):
+    async def connect(cls, port, user, room, timeout=5, path=None, **kw):
+        """path: another lobby URL to open (e.g. /lobby?token=...) for the
+        session of user in room."""
         import websockets
         kw.setdefault("max_size", None)
         kw.setdefault("ping_interval", None)
         kw.setdefault("close_timeout", 2)
         kw.setdefault("max_queue", 1024)
         scheme = "wss" if kw.get("ssl") is not None else "ws"
+        url = (lobby_url(port, user, room, scheme) if path is None
+               else "%s://127.0.0.1:%d%s" % (scheme, port, path))
         ws = await asyncio.wait_for(
-            websockets.connect(lobby_url(port, user, room, scheme), open_timeout=timeout, **kw),
-            timeout + 1)
+            websockets.connect(url, open_timeout=timeout, **kw), timeout + 1)
         c = cls(ws, user, room)
         try:
             p = await c.recv(timeout)
@@ -705,6 +708,132 @@ async def connect_status(port, path, timeout=5):
         return 0
     await ws.close()
     return 101
+
+
+def upgrade_request(path, port, key=None, version="13", extra=""):
+    """The bytes of a WebSocket upgrade request (RFC 6455 4.1); `extra` is
+    more header lines, each ending in CRLF.  key=False leaves the key out,
+    version=None the version."""
+    if key is None:
+        key = base64.b64encode(os.urandom(16)).decode()
+    lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port,
+             "Upgrade: websocket", "Connection: Upgrade"]
+    if key is not False:
+        lines.append("Sec-WebSocket-Key: %s" % key)
+    if version is not None:
+        lines.append("Sec-WebSocket-Version: %s" % version)
+    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode("latin-1")
+
+
+class HttpAnswer:
+    """What raw_http() read: status (0 when the server closed without a
+    status line), lower-cased headers (repeated ones joined by ", "), body,
+    and whether the connection then ended."""
+
+    def __init__(self, status, headers, body, closed):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.closed = closed
+
+    def __repr__(self):
+        return "HttpAnswer(%d, %r, %r)" % (self.status, self.headers, self.body[:80])
+
+
+def raw_http(port, data, ssl_ctx=None, timeout=5, chunks=None, pause=0.0):
+    """Send raw request bytes (or the list `chunks`, `pause` seconds apart)
+    on a new connection and read one response: the head, then a body of
+    content-length bytes (or until EOF).  101 responses return after the
+    head.  Never waits longer than timeout."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        if ssl_ctx is not None:
+            s = ssl_ctx.wrap_socket(s, server_hostname="127.0.0.1")
+        for i, c in enumerate(chunks if chunks is not None else [data]):
+            if i and pause:
+                time.sleep(pause)
+            s.sendall(c)
+        buf = b""
+        deadline = time.monotonic() + timeout
+        closed = False
+        while b"\r\n\r\n" not in buf:
+            if time.monotonic() > deadline:
+                raise TestFailure("no response head within %ss (got %r)" % (timeout, buf[:200]))
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                chunk = b""
+            if not chunk:
+                closed = True
+                break
+            buf += chunk
+        if b"\r\n\r\n" not in buf:
+            return HttpAnswer(0, {}, buf, True)
+        head, _, body = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        try:
+            status = int(lines[0].split()[1])
+        except (IndexError, ValueError):
+            raise TestFailure("not an HTTP status line: %r" % lines[0])
+        headers = {}
+        for l in lines[1:]:
+            k, _, v = l.partition(":")
+            k = k.strip().lower()
+            headers[k] = headers[k] + ", " + v.strip() if k in headers else v.strip()
+        if status == 101:
+            return HttpAnswer(status, headers, body, False)
+        want = int(headers.get("content-length", "-1"))
+        while not closed and (want < 0 or len(body) < want):
+            if time.monotonic() > deadline:
+                break
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except (ConnectionResetError, BrokenPipeError):
+                chunk = b""
+            if not chunk:
+                closed = True
+                break
+            body += chunk
+        if not closed:
+            # Did the server end the connection after its answer?
+            s.settimeout(min(0.5, max(0.05, deadline - time.monotonic())))
+            try:
+                closed = s.recv(1) == b""
+            except socket.timeout:
+                pass
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+        return HttpAnswer(status, headers, body, closed)
+    finally:
+        s.close()
+
+
+def self_signed(d):
+    """A P-256 certificate for 127.0.0.1 and its key, made with openssl."""
+    import shutil
+    import subprocess
+    if shutil.which("openssl") is None:
+        raise TestFailure("openssl is needed to make a test certificate "
+                            "(apt-get install openssl)")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    cp = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 0, cp.stderr
+    return cert, key
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------ raw socket

@@ -60,7 +60,7 @@ def binary_table(section):
 
 def normalise(v):
     v = v.strip().strip("`")
-    if v in ('""', "unset"):
+    if v in ('""', "unset", "[]"):
         return "unset"
     return re.sub(r"\s+", "", v)
 

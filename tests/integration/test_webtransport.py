@@ -14,7 +14,9 @@ tests unless VCGATE_REQUIRE_PLUGINS names webtransport.
 """
 
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -95,5 +97,79 @@ def test_wt_garbage_udp_does_not_disturb_sessions():
 
 
 @h.timeout(120)
+def test_wt_stale_video_shed_at_write_audio_and_keys_kept():
+    _scenario("shed")
+
+
+@h.timeout(120)
 def test_wt_two_workers_share_certificate_and_room():
     _scenario("workers")
+
+
+def _wt_config(d, **opts):
+    wt = {"plugin": "webtransport", "listen": "127.0.0.1:%d" % h.free_port(socket.SOCK_DGRAM)}
+    wt.update(opts)
+    return h.write_config(transports=[wt], d=d)
+
+
+def _openssl_pair(d, name):
+    cert, key = os.path.join(d, name + ".crt"), os.path.join(d, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=vcgate-test"],
+                   check=True, capture_output=True, timeout=20)
+    return cert, key
+
+
+def test_wt_config_errors_name_file_line_and_reason():
+    """What can be checked before start is checked by `vcgate -t`, as
+    `file:line: option: reason`: a cert_hash_file whose directory is
+    missing or is a file, or that is itself a directory; a tls_cert that
+    cannot be read; a certificate and key that are not a pair.  A good
+    pair passes.  What only start can find (cert_hash_file.tmp taken by a
+    directory) fails the start with the reason in the log, not a bare
+    code."""
+    h.require_plugins("inproc", "webtransport")
+    if not shutil.which("openssl"):
+        raise h.Skip("needs openssl")
+    d = h.tmpdir()
+    c1, k1 = _openssl_pair(d, "one")
+    c2, k2 = _openssl_pair(d, "two")
+    os.mkdir(os.path.join(d, "adir"))
+    plain = os.path.join(d, "plain")
+    open(plain, "w").close()
+    bad = [
+        ({"cert_hash_file": os.path.join(d, "missing", "cert.sha256")},
+         r"cert_hash_file: directory \S*missing: no such file"),
+        ({"cert_hash_file": os.path.join(plain, "cert.sha256")},
+         r"cert_hash_file: \S*plain is not a directory"),
+        ({"cert_hash_file": os.path.join(d, "adir")}, r"cert_hash_file: \S*adir is a directory"),
+        ({"tls_cert": os.path.join(d, "nope.crt"), "tls_key": k1},
+         r"tls_cert: \S*nope.crt: no such file"),
+        ({"tls_cert": c1, "tls_key": k2}, r"tls_cert: not a loadable PEM certificate and key pair: "),
+    ]
+    for opts, want in bad:
+        path = _wt_config(d, **opts)
+        cp = h.run_vcgate(["-t", "-c", path])
+        out = cp.stdout + cp.stderr
+        if cp.returncode == 0:
+            raise h.TestFailure("vcgate -t accepted %r:\n%s" % (opts, out))
+        # The group of the transport starts on line 3 of the written config.
+        if not re.search(r"%s:\d+: \S*%s" % (re.escape(os.path.basename(path)), want), out, re.I):
+            raise h.TestFailure("vcgate -t for %r: no `file:line: %s` line:\n%s" % (opts, want, out))
+    good = _wt_config(d, tls_cert=c1, tls_key=k1, cert_hash_file=os.path.join(d, "ok.sha256"))
+    cp = h.run_vcgate(["-t", "-c", good])
+    if cp.returncode != 0:
+        raise h.TestFailure("vcgate -t refused a good pair:\n%s" % (cp.stdout + cp.stderr))
+    # Only the start meets this one: the temporary file's name is taken.
+    target = os.path.join(d, "late.sha256")
+    os.mkdir(target + ".tmp")
+    path = _wt_config(d, cert_hash_file=target)
+    cp = h.run_vcgate(["-c", path], timeout=20)
+    out = cp.stdout + cp.stderr
+    if cp.returncode == 0 or not re.search(r"cert_hash_file: cannot create \S*late.sha256.tmp: "
+                                           r"is a directory", out, re.I):
+        raise h.TestFailure("start with %s.tmp a directory: exit %s, want the reason logged:\n%s"
+                            % (target, cp.returncode, out))
+    print("config: 5 bad WebTransport settings refused by -t with file:line and reason; "
+          "a start-time failure logged its reason")

@@ -393,27 +393,102 @@ async def scenario_close():
 
 
 async def scenario_badpath():
-    """CONNECTs to a path other than /lobby/{user}/{room} get 404, a bad
-    room name gets the host's 400, the reserved identity 403; the browser
-    sees the session fail, and a good session still opens afterwards."""
+    """The core owns the lobby grammar: a CONNECT's :path goes to the host
+    as sent, and each refusal carries the status of the host's one table
+    (vcg_close_http_status), logged with the host's reason.  A path that
+    is not the lobby gets 404, a malformed lobby URL 400, a bad room name
+    400, the reserved identity 403; the browser sees the session fail, and
+    a good session still opens afterwards."""
     gw = Gateway()
     br = Browser(os.path.join(gw.dir, "browser.log"))
     try:
         await br.start()
-        cases = [("/nope", "404"), ("/lobby/onlyuser", "404"), ("/lobby/u/r/extra", "404"),
-                 ("/lobby/u/bad%20room", "400"), ("/lobby/system-%26%5E%25%24%23%40!/r", "403")]
-        for i, (path, status) in enumerate(cases):
+        cases = [("/nope", "404 not found"),
+                 ("/lobby/onlyuser", "400 expected /lobby/{user}/{room}"),
+                 ("/lobby/u/r/extra", "400 expected /lobby/{user}/{room}: too many path components"),
+                 ("/lobby//r", "400 "),
+                 ("/lobby/u/bad.room", "400 "),
+                 ("/lobby/system-%26%5E%25%24%23%40!/r", "403 ")]
+        for i, (path, want) in enumerate(cases):
             url = "https://127.0.0.1:%d%s" % (gw.wt_port, path)
             r = await br.call("wtOpen", "bad%d" % i, url, gw.hash)
             if r.get("ok"):
                 raise h.TestFailure("%s: session opened" % path)
-            if not h.wait_until(lambda: gw.srv.log().count("CONNECT refused: " + status) >=
-                                sum(1 for _, st in cases[:i + 1] if st == status), 5):
-                raise h.TestFailure("%s: no 'CONNECT refused: %s' in the log:\n%s" % (path, status, gw.srv.log_tail()))
+            if not h.wait_until(lambda: gw.srv.log().count("CONNECT refused: " + want) >=
+                                sum(1 for _, w in cases[:i + 1] if w == want), 5):
+                raise h.TestFailure("%s: no 'CONNECT refused: %s' in the log:\n%s" % (path, want, gw.srv.log_tail()))
         ok = WtSession(br, "good", "gooduser", "goodroom")
         await ok.open(gw)
-        print("badpath: 404/400/403 refused, then a good session opened")
+        print("badpath: 404/400/403 refused with the core's reasons, then a good session opened")
     finally:
+        await br.close()
+        gw.stop()
+
+
+async def scenario_shed():
+    """Deadline shedding: a browser session stops taking streams while a
+    WebSocket sender sends a burst of video with audio and key packets
+    among it.  The server's queue for the browser backs up behind the
+    browser's stream credit; when the browser reads again, the video still
+    queued is past core.max_video_delay and is shed at write time (the
+    sender hears CONGESTION), so what the browser gets of the burst is
+    only the prefix that was on the wire before it stopped, never late
+    video; every audio packet (within max_audio_delay) and every key
+    packet arrives, and fresh video sent afterwards flows at once."""
+    gw = Gateway(core={"max_video_delay": 150, "max_audio_delay": 5000})
+    br = Browser(os.path.join(gw.dir, "browser.log"))
+    ws = None
+    try:
+        await br.start()
+        r = WtSession(br, "r", "shedr", "shedroom")
+        await r.open(gw)
+        ws = await h.Client.connect(gw.ws_port, "sheds", "shedroom")
+        await br.call("wtPause", "r", True)
+        await asyncio.sleep(0.2)
+        burst, audio, keys = 300, 30, 30
+        for seq in range(burst):
+            await ws.send(h.PT_MEDIA, h.encode_media(h.MT_VIDEO, tag("v", "burst", seq) + b"." * 400))
+            if seq % 10 == 0:
+                await ws.send(h.PT_MEDIA, h.encode_media(h.MT_AUDIO, tag("a", "burst", seq // 10)))
+                await ws.send(h.PT_AES_KEY, tag("k", "burst", seq // 10))
+        await asyncio.sleep(1.0)     # the queued video ages past 150 ms
+        await br.call("wtPause", "r", False)
+        await asyncio.sleep(0.5)
+        fresh = 10
+        for seq in range(fresh):
+            await ws.send(h.PT_MEDIA, h.encode_media(h.MT_VIDEO, tag("v", "fresh", seq)))
+            await asyncio.sleep(0.01)
+        def tags():
+            return [untag(p) for _, p in r.client_packets() if untag(p)]
+        want = {tag("a", "burst", i).decode() for i in range(audio)} | \
+               {tag("k", "burst", i).decode() for i in range(keys)} | \
+               {tag("v", "fresh", i).decode() for i in range(fresh)}
+        await r.wait_for(lambda: want <= set(tags()), 15, "every audio, key and fresh video packet")
+        await asyncio.sleep(0.5)
+        await r.poll()
+        got = tags()
+        if len(got) != len(set(got)):
+            raise h.TestFailure("duplicates received")
+        vseq = sorted(int(t.rsplit(":", 1)[1].split(".")[0]) for t in got if t.startswith("tag:v:burst:"))
+        if not vseq or vseq != list(range(len(vseq))) or len(vseq) >= burst:
+            raise h.TestFailure("burst video received %d of %d (%s...): want a strict prefix "
+                                "(what was on the wire before the pause), the stale rest shed"
+                                % (len(vseq), burst, vseq[:5]))
+        congestion = 0
+        while True:
+            try:
+                p = await ws.recv(0.2)
+            except asyncio.TimeoutError:
+                break
+            congestion += p.packet_type == h.PT_CONGESTION
+        if congestion == 0:
+            raise h.TestFailure("the sender was not told CONGESTION about the shed video")
+        print("shed: %d of %d queued video packets reached the paused browser (the prefix already "
+              "on the wire), the stale rest was shed; %d audio, %d key, %d fresh video all arrived; "
+              "sender got CONGESTION" % (len(vseq), burst, audio, keys, fresh))
+    finally:
+        if ws:
+            await ws.close()
         await br.close()
         gw.stop()
 
@@ -593,6 +668,7 @@ SCENARIOS = {
     "badpath": scenario_badpath,
     "garbage": scenario_garbage,
     "workers": scenario_workers,
+    "shed": scenario_shed,
 }
 
 

@@ -1,11 +1,16 @@
 /* The lobby grammar (core/lobby.c): what every transport's clients can
  * open, and the one answer each malformed URL gets. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "lobby.h"
 #include "vcgate/plugin.h"
 #include "tap.h"
 
-static const vcg__lobby_conf_t conf = { 256, 255 };
+static vcg__jwt_keys_t keys;
+static vcg__lobby_conf_t conf = { .max_user_length = 256, .max_room_length = 255,
+                                  .keys = &keys, .issuer = "videocall-meeting-backend",
+                                  .leeway_ms = 60000, .now_ms = 1700000000000 };
 static vcg__lobby_req_t req;
 static char msg[256];
 static int why;
@@ -83,15 +88,60 @@ TEST(room_length_limit) {
   CHECK_EQ(status(t), 400);
 }
 
-TEST(token_extracted) {
-  CHECK_EQ(status("/lobby?token=eyJ.abc.def"), 200);
-  CHECK(req.token && strcmp(req.token, "eyJ.abc.def") == 0, "the token is returned");
-  CHECK_EQ(req.token_len, 11);
-  CHECK_EQ(status("/lobby?a=1&token=t%2Dx&b"), 200);
-  CHECK_STREQ(req.token, "t-x");
+static char token[8192];
+
+/* A token for sub/room signed with "s3cret", valid for an hour from now. */
+static const char *mint(const char *sub, const char *room, int join, int observer) {
+  vcg__jwt_claims_t c = { .room_join = join, .observer = observer };
+  snprintf(c.sub, sizeof c.sub, "%s", sub);
+  snprintf(c.room, sizeof c.room, "%s", room);
+  char *t = NULL;
+  vcg__jwt_mint((const uint8_t *)"s3cret", 6, "videocall-meeting-backend", &c,
+                conf.now_ms / 1000, 3600, &t);
+  snprintf(token, sizeof token, "/lobby?token=%s", t ? t : "");
+  free(t);
+  return token;
 }
 
-TEST(token_errors_are_400) {
+TEST(token_without_secret_is_500) {
+  CHECK_EQ(status("/lobby?token=eyJ.abc.def"), 500);
+  CHECK_STREQ(msg, "server misconfigured");
+}
+
+TEST(token_joins) {
+  vcg__jwt_keys_add(&keys, "s3cret", 6);
+  CHECK_EQ(status(mint("alice@x.org", "standup", 1, 0)), 200);
+  CHECK_STREQ(req.user, "alice@x.org");
+  CHECK_STREQ(req.room, "standup");
+  CHECK_EQ(req.observer, 0);
+  CHECK_EQ(status(mint("eve", "standup", 0, 1)), 200);
+  CHECK_EQ(req.observer, 1);
+  /* the token rides in the query, percent-encoded or not, among others */
+  char t[9000];
+  snprintf(t, sizeof t, "/lobby?a=1&%s&b", mint("bob", "r", 1, 0) + 7);
+  CHECK_EQ(status(t), 200);
+  CHECK_STREQ(req.user, "bob");
+}
+
+TEST(token_refusals) {
+  vcg__jwt_keys_add(&keys, "s3cret", 6);
+  CHECK_EQ(status(mint("alice", "standup", 0, 0)), 403); /* no access */
+  CHECK_EQ(status(mint("alice", "bad.room", 1, 0)), 403);
+  CHECK_EQ(status(mint("system-&^%$#@!", "r", 1, 0)), 403);
+  conf.now_ms += 2 * 3600 * 1000;
+  CHECK_EQ(status(mint("alice", "standup", 1, 0)), 200); /* minted "now" */
+  const char *old = mint("alice", "standup", 1, 0);
+  conf.now_ms += 2 * 3600 * 1000;
+  CHECK_EQ(status(old), 401);
+  CHECK_STREQ(msg, "token has expired");
+}
+
+TEST(require_token_makes_legacy_gone) {
+  conf.require_token = 1;
+  CHECK_EQ(status("/lobby/alice/standup"), 410);
+}
+
+TEST(token_errors) {
   CHECK_EQ(status("/lobby?token="), 400);
   CHECK_EQ(status("/lobby?token=a&token=b"), 400);
   CHECK_EQ(status("/lobby?x=1"), 400);
@@ -101,7 +151,7 @@ TEST(token_errors_are_400) {
   strcpy(t, "/lobby?token=");
   memset(t + 13, 'a', 5000);
   t[13 + 5000] = '\0';
-  CHECK_EQ(status(t), 400);
+  CHECK_EQ(status(t), 403); /* a malformed token */
   CHECK(strstr(msg, "too long") != NULL, "the reason says too long: %s", msg);
 }
 
@@ -124,8 +174,11 @@ int main(void) {
   RUN(malformed_lobby_is_400, "every malformed lobby URL is 400 with a reason");
   RUN(reserved_identity_is_403, "the reserved system identity is 403");
   RUN(room_length_limit, "room names up to 255 characters are valid");
-  RUN(token_extracted, "/lobby?token= yields the decoded token");
-  RUN(token_errors_are_400, "empty, repeated, missing, badly encoded or long tokens are 400");
+  RUN(token_without_secret_is_500, "a token on a server without a secret is 500 server misconfigured");
+  RUN(token_joins, "/lobby?token= joins as the token's sub and room, observers flagged");
+  RUN(token_refusals, "no access, a bad room, the system identity: 403; expired: 401");
+  RUN(require_token_makes_legacy_gone, "with require_token the legacy path is 410 Gone");
+  RUN(token_errors, "empty, repeated, missing or badly encoded tokens are 400, long ones 403");
   RUN(pct_decode_bounds, "percent-decoding checks its bounds");
   return TAP_DONE();
 }

@@ -66,22 +66,47 @@ TEST(stamping_makes_valid_wrapper) {
   vcg__packet_unref(p);
 }
 
-TEST(nonzero_id_relayed_unchanged) {
+TEST(own_id_relayed_unchanged) {
   size_t n = wrap(buf, VCG_PT_MEDIA, "bob", inner, media(inner, 1), 42);
   CHECK_EQ(vcg__pw_decode(buf, n, &h), 0);
   CHECK_UEQ(h.session_id, 42);
   CHECK_EQ(h.media_type, 1);
-  vcg_packet_t *p = vcg__packet_from_wire(buf, n, &h, 99);
+  vcg_packet_t *p = vcg__packet_from_wire(buf, n, &h, 42);
   CHECK_EQ(p->len, n);
   CHECK(memcmp(p->data, buf, n) == 0, "the bytes are unchanged");
   CHECK_UEQ(p->session_id, 42);
   vcg__packet_unref(p);
 }
 
-TEST(reference_counting) {
+TEST(other_id_overridden) {
   size_t n = wrap(buf, VCG_PT_MEDIA, "bob", inner, media(inner, 1), 42);
   vcg__pw_decode(buf, n, &h);
   vcg_packet_t *p = vcg__packet_from_wire(buf, n, &h, 99);
+  CHECK_UEQ(p->session_id, 99);
+  Vcgate__PacketWrapper *pw = vcgate__packet_wrapper__unpack(NULL, p->len, p->data);
+  CHECK(pw != NULL, "still a PacketWrapper");
+  if (pw) {
+    CHECK_UEQ(pw->session_id, 99); /* the appended field wins */
+    vcgate__packet_wrapper__free_unpacked(pw, NULL);
+  }
+  vcg__pw_header_t h2;
+  CHECK_EQ(vcg__pw_decode(p->data, p->len, &h2), 0);
+  CHECK_UEQ(h2.session_id, 99);
+  vcg__packet_unref(p);
+}
+
+TEST(header_points_at_user_and_data) {
+  size_t n = wrap(buf, VCG_PT_MEDIA, "bob", inner, media(inner, 1), 0);
+  CHECK_EQ(vcg__pw_decode(buf, n, &h), 0);
+  CHECK_EQ(h.user_len, 3);
+  CHECK(h.user && memcmp(h.user, "bob", 3) == 0, "user_id found");
+  CHECK(h.data && h.data_len > 0, "data found");
+}
+
+TEST(reference_counting) {
+  size_t n = wrap(buf, VCG_PT_MEDIA, "bob", inner, media(inner, 1), 42);
+  vcg__pw_decode(buf, n, &h);
+  vcg_packet_t *p = vcg__packet_from_wire(buf, n, &h, 42);
   CHECK_EQ(atomic_load(&p->refs), 1);
   vcg__packet_ref(p);
   CHECK_EQ(atomic_load(&p->refs), 2);
@@ -188,7 +213,9 @@ TEST(session_assigned_packet) {
 }
 
 TEST(meeting_started_packet) {
-  vcg_packet_t *p = vcg__packet_meeting(1, "room1", 1234, "alice", 0);
+  vcg__event_t e = { .type = VCG__EV_MEETING_STARTED, .room = "room1", .start_ms = 1234,
+                     .creator = "alice" };
+  vcg_packet_t *p = vcg__packet_event(&e);
   Vcgate__PacketWrapper *pw = vcgate__packet_wrapper__unpack(NULL, p->len, p->data);
   Vcgate__MeetingPacket *mp = pw ? vcgate__meeting_packet__unpack(NULL, pw->data.len, pw->data.data) : NULL;
   CHECK(mp != NULL, "decodes");
@@ -207,7 +234,9 @@ TEST(meeting_started_packet) {
 int main(void) {
   RUN(decodes_type_and_absent_id, "decodes the type and an absent session id");
   RUN(stamping_makes_valid_wrapper, "stamping a zero id yields a valid PacketWrapper with the sender's id");
-  RUN(nonzero_id_relayed_unchanged, "a non-zero session id is relayed unchanged");
+  RUN(own_id_relayed_unchanged, "the sender's own session id is relayed unchanged");
+  RUN(other_id_overridden, "another member's session id is overridden with the sender's");
+  RUN(header_points_at_user_and_data, "the header scan finds user_id and data");
   RUN(reference_counting, "references count up and down; the last unref frees");
   RUN(media_types, "the inner media type is read (RTT), or -1 when encrypted");
   RUN(malformed_refused, "garbage, truncation and wrong wire types are refused");

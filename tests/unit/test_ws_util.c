@@ -1,77 +1,163 @@
-/* Pure helpers of the websocket transport: listen address parsing, lobby
- * routing, close-reason mappings (plugins/websocket/ws_util.c). */
+/* Pure helpers of the websocket transport (plugins/websocket/ws_util.c):
+ * listen address parsing, the request line read off the socket, the
+ * request target rebuilt from lws's decoded one, small HTTP responses. */
 #include <string.h>
 #include "ws_util.h"
 #include "vcgate/plugin.h"
 #include "tap.h"
 
-int main(void) {
-  char host[64], user[VCG__WS_NAME_MAX + 1], room[VCG__WS_NAME_MAX + 1];
-  char longname[VCG__WS_NAME_MAX + 20];
-  const char *why = NULL;
+/* ------------------------------------------------------------ listen */
+
+TEST(listen_host_port) {
+  char host[64];
   uint16_t port = 0;
+  CHECK_EQ(vcg__ws_parse_listen("127.0.0.1:8080", host, sizeof(host), &port), 0);
+  CHECK_STREQ(host, "127.0.0.1");
+  CHECK_EQ(port, 8080);
+  CHECK_EQ(vcg__ws_parse_listen("[::1]:8081", host, sizeof(host), &port), 0);
+  CHECK_STREQ(host, "::1");
+  CHECK_EQ(port, 8081);
+}
 
-  CHECK(vcg__ws_parse_listen("127.0.0.1:8080", host, sizeof(host), &port) == 0 &&
-        strcmp(host, "127.0.0.1") == 0 && port == 8080, "host:port parses");
-  CHECK(vcg__ws_parse_listen("[::1]:8081", host, sizeof(host), &port) == 0 &&
-        strcmp(host, "::1") == 0 && port == 8081, "[v6]:port parses");
-  CHECK(vcg__ws_parse_listen(":0", host, sizeof(host), &port) == 0 &&
-        host[0] == '\0' && port == 0, ":port means any address, port 0 lets the kernel choose");
-  CHECK(vcg__ws_parse_listen("*:9", host, sizeof(host), &port) == 0 && host[0] == '\0',
-        "*:port means any address");
-  CHECK(vcg__ws_parse_listen("::1:8080", host, sizeof(host), &port) == VCG_EINVAL,
-        "unbracketed IPv6 is refused as ambiguous");
-  CHECK(vcg__ws_parse_listen("localhost", host, sizeof(host), &port) == VCG_EINVAL,
-        "missing port is refused");
-  CHECK(vcg__ws_parse_listen("h:65536", host, sizeof(host), &port) == VCG_EINVAL,
-        "port over 65535 is refused");
-  CHECK(vcg__ws_parse_listen("h:80x", host, sizeof(host), &port) == VCG_EINVAL,
-        "trailing junk after the port is refused");
-  CHECK(vcg__ws_parse_listen("[]:80", host, sizeof(host), &port) == VCG_EINVAL,
-        "empty brackets are refused");
+TEST(listen_any_address) {
+  char host[64];
+  uint16_t port = 1;
+  CHECK_EQ(vcg__ws_parse_listen(":0", host, sizeof(host), &port), 0);
+  CHECK_STREQ(host, "");
+  CHECK_EQ(port, 0);
+  CHECK_EQ(vcg__ws_parse_listen("*:9", host, sizeof(host), &port), 0);
+  CHECK_STREQ(host, "");
+}
 
-  CHECK(vcg__ws_route("/lobby/alice@x.com/room-1", user, room, &why) == VCG__WS_ROUTE_LOBBY &&
-        strcmp(user, "alice@x.com") == 0 && strcmp(room, "room-1") == 0,
-        "/lobby/{user}/{room} routes to the lobby with both names");
-  CHECK(vcg__ws_route("/lobby/alice 1@x/r", user, room, &why) == VCG__WS_ROUTE_LOBBY &&
-        strcmp(user, "alice+1@x") == 0, "a space (lws's decoding of '+') becomes '+' again");
-  CHECK(vcg__ws_route("/lobby/alice/", user, room, &why) == VCG__WS_ROUTE_BAD &&
-        strstr(why, "room"), "empty room is a bad request");
-  CHECK(vcg__ws_route("/lobby//r", user, room, &why) == VCG__WS_ROUTE_BAD &&
-        strstr(why, "user"), "empty user is a bad request");
-  CHECK(vcg__ws_route("/lobby/alice", user, room, &why) == VCG__WS_ROUTE_BAD,
-        "lobby without room is a bad request");
-  CHECK(vcg__ws_route("/lobby", user, room, &why) == VCG__WS_ROUTE_BAD,
-        "bare /lobby is a bad request");
-  CHECK(vcg__ws_route("/lobby/a/b/c", user, room, &why) == VCG__WS_ROUTE_BAD,
-        "extra path components are a bad request");
-  memset(longname, 'x', sizeof(longname) - 1);
-  longname[sizeof(longname) - 1] = '\0';
-  {
-    char path[sizeof(longname) + 16];
-    strcpy(path, "/lobby/a/");
-    strcat(path, longname);
-    CHECK(vcg__ws_route(path, user, room, &why) == VCG__WS_ROUTE_BAD && strstr(why, "long"),
-          "overlong room is a bad request, not an overflow");
+TEST(listen_refusals) {
+  char host[64];
+  uint16_t port = 0;
+  CHECK_EQ(vcg__ws_parse_listen("::1:8080", host, sizeof(host), &port), VCG_EINVAL);
+  CHECK_EQ(vcg__ws_parse_listen("localhost", host, sizeof(host), &port), VCG_EINVAL);
+  CHECK_EQ(vcg__ws_parse_listen("h:65536", host, sizeof(host), &port), VCG_EINVAL);
+  CHECK_EQ(vcg__ws_parse_listen("h:80x", host, sizeof(host), &port), VCG_EINVAL);
+  CHECK_EQ(vcg__ws_parse_listen("[]:80", host, sizeof(host), &port), VCG_EINVAL);
+}
+
+/* ------------------------------------------------------- request line */
+
+static int line(const char *s, char *target, size_t cap, size_t *linelen) {
+  size_t toff = 0, tlen = 0, ll = 0;
+  int r = vcg__ws_request_line(s, strlen(s), &toff, &tlen, &ll);
+  target[0] = '\0';
+  if (r == 0 && tlen < cap) {
+    memcpy(target, s + toff, tlen);
+    target[tlen] = '\0';
   }
-  CHECK(vcg__ws_route("/lobbyx/a/b", user, room, &why) == VCG__WS_ROUTE_NOT_FOUND,
-        "/lobbyx is another path: not found");
-  CHECK(vcg__ws_route("/", user, room, &why) == VCG__WS_ROUTE_NOT_FOUND, "/ is not found");
+  if (linelen) *linelen = ll;
+  return r;
+}
 
-  CHECK(vcg__ws_close_code(VCG_CLOSE_NORMAL) == 1000, "NORMAL closes 1000");
-  CHECK(vcg__ws_close_code(VCG_CLOSE_BAD_REQUEST) == 1008 &&
-        vcg__ws_close_code(VCG_CLOSE_FORBIDDEN) == 1008 &&
-        vcg__ws_close_code(VCG_CLOSE_SLOW) == 1008, "BAD_REQUEST/FORBIDDEN/SLOW close 1008");
-  CHECK(vcg__ws_close_code(VCG_CLOSE_TOO_BIG) == 1009, "TOO_BIG closes 1009");
-  CHECK(vcg__ws_close_code(VCG_CLOSE_LIMIT) == 1013 &&
-        vcg__ws_close_code(VCG_CLOSE_OVERLOAD) == 1013, "LIMIT/OVERLOAD close 1013");
-  CHECK(vcg__ws_close_code(VCG_CLOSE_SHUTDOWN) == 1001 &&
-        vcg__ws_close_code(VCG_CLOSE_IDLE) == 1001, "SHUTDOWN/IDLE close 1001");
-  CHECK(vcg__ws_close_code(VCG_CLOSE_INTERNAL) == 1011, "INTERNAL closes 1011");
-  CHECK(vcg__ws_http_status(VCG_CLOSE_BAD_REQUEST) == 400 &&
-        vcg__ws_http_status(VCG_CLOSE_FORBIDDEN) == 403 &&
-        vcg__ws_http_status(VCG_CLOSE_LIMIT) == 429 &&
-        vcg__ws_http_status(VCG_CLOSE_OVERLOAD) == 503 &&
-        vcg__ws_http_status(VCG_CLOSE_SHUTDOWN) == 503, "refusals map to 400/403/429/503");
+TEST(request_line_target_raw) {
+  char t[256];
+  size_t ll = 0;
+  CHECK_EQ(line("GET /lobby/a%20b/r+1?token=x%2By HTTP/1.1\r\nHost: h\r\n", t, sizeof t, &ll), 0);
+  CHECK_STREQ(t, "/lobby/a%20b/r+1?token=x%2By");
+  CHECK_EQ(ll, strlen("GET /lobby/a%20b/r+1?token=x%2By HTTP/1.1\r\n"));
+  CHECK_EQ(line("GET //x/../y HTTP/1.0\n", t, sizeof t, NULL), 0);
+  CHECK_STREQ(t, "//x/../y");
+}
+
+TEST(request_line_incomplete) {
+  char t[16];
+  CHECK_EQ(line("GET /lobby/alice/ro", t, sizeof t, NULL), VCG_EAGAIN);
+  CHECK_EQ(line("", t, sizeof t, NULL), VCG_EAGAIN);
+}
+
+TEST(request_line_malformed) {
+  char t[16];
+  CHECK_EQ(line("GET  /x HTTP/1.1\r\n", t, sizeof t, NULL), VCG_EINVAL);   /* two spaces */
+  CHECK_EQ(line("GET /x\r\n", t, sizeof t, NULL), VCG_EINVAL);             /* no version */
+  CHECK_EQ(line("GET /x FTP/1.1\r\n", t, sizeof t, NULL), VCG_EINVAL);
+  CHECK_EQ(line("G(T /x HTTP/1.1\r\n", t, sizeof t, NULL), VCG_EINVAL);    /* not a token */
+  CHECK_EQ(line("GET /a\x01 HTTP/1.1\r\n", t, sizeof t, NULL), VCG_EINVAL); /* control */
+  CHECK_EQ(line("GET /\xc3\xa9 HTTP/1.1\r\n", t, sizeof t, NULL), VCG_EINVAL); /* raw UTF-8 */
+  CHECK_EQ(line("\r\nGET / HTTP/1.1\r\n", t, sizeof t, NULL), VCG_EINVAL);
+}
+
+TEST(target_check_what_lws_cannot_parse) {
+  CHECK(vcg__ws_target_check("/lobby/a%40b/r?token=x%2By", 26) == NULL, "good escapes pass");
+  CHECK(vcg__ws_target_check("/lobby/a%zzb/r", 14) != NULL, "non-hex after %%");
+  CHECK(vcg__ws_target_check("/lobby/a/r%4", 12) != NULL, "truncated escape at the end");
+  CHECK(vcg__ws_target_check("/lobby/a%00b/r", 14) != NULL, "an escaped NUL");
+  CHECK(vcg__ws_target_check("/x%", 3) != NULL, "a lone %% at the end");
+}
+
+/* ---------------------------------------------------- target rebuild */
+
+static const char *rebuild(const char *path, const char *const *args, size_t n) {
+  static char out[512];
+  if (vcg__ws_target_rebuild(out, sizeof out, path, args, n) < 0) return "(ENOBUFS)";
+  return out;
+}
+
+TEST(rebuild_plain_path) {
+  CHECK_STREQ(rebuild("/lobby/alice/standup", NULL, 0), "/lobby/alice/standup");
+  CHECK_STREQ(rebuild("/lobby/a.b@x.org/r-1_~", NULL, 0), "/lobby/a.b@x.org/r-1_~");
+}
+
+TEST(rebuild_space_is_plus) {
+  /* lws decoded both "%20" and "+" to a space: they come back as '+'. */
+  CHECK_STREQ(rebuild("/lobby/alice 1@x/r", NULL, 0), "/lobby/alice+1@x/r");
+}
+
+TEST(rebuild_encodes_what_would_change_the_target) {
+  /* A decoded '?', '#', '%' or '/'-free byte must not split or end it. */
+  CHECK_STREQ(rebuild("/lobby/a?b/r#1", NULL, 0), "/lobby/a%3Fb/r%231");
+  CHECK_STREQ(rebuild("/lobby/100%/r", NULL, 0), "/lobby/100%25/r");
+  CHECK_STREQ(rebuild("/lobby/\xc3\xa9/\x7f", NULL, 0), "/lobby/%C3%A9/%7F");
+  CHECK_STREQ(rebuild("/lobby/<x>/\"r\"", NULL, 0), "/lobby/%3Cx%3E/%22r%22");
+}
+
+TEST(rebuild_query_arguments) {
+  const char *one[] = { "token=eyJh.bGc.iOi" };
+  const char *two[] = { "a=1", "token=x y&z" };
+  CHECK_STREQ(rebuild("/lobby", one, 1), "/lobby?token=eyJh.bGc.iOi");
+  CHECK_STREQ(rebuild("/lobby", two, 2), "/lobby?a=1&token=x+y%26z");
+}
+
+TEST(rebuild_bounded) {
+  char small[8];
+  CHECK_EQ(vcg__ws_target_rebuild(small, sizeof small, "/lobby/alice/r", NULL, 0), VCG_ENOBUFS);
+  CHECK_EQ(vcg__ws_pct_encode(small, 3, "\xff", ""), VCG_ENOBUFS); /* "%FF" needs 4 with NUL */
+  CHECK_EQ(vcg__ws_pct_encode(small, 4, "\xff", ""), 3);
+  CHECK_STREQ(small, "%FF");
+}
+
+/* ------------------------------------------------------------- replies */
+
+TEST(http_format_reply) {
+  char buf[512];
+  long n = vcg__ws_http_format(buf, sizeof buf, 429, "text/plain", NULL, "slow down");
+  CHECK_GT(n, 0);
+  CHECK_EQ((size_t)n, strlen(buf));
+  CHECK(strncmp(buf, "HTTP/1.1 429 Too Many Requests\r\n", 32) == 0, "status line: %.40s", buf);
+  CHECK(strstr(buf, "content-length: 10\r\n") != NULL, "length counts the newline");
+  CHECK(strstr(buf, "connection: close\r\n") != NULL, "closes");
+  CHECK(strcmp(buf + n - 14, "\r\n\r\nslow down\n") == 0, "body ends it");
+  n = vcg__ws_http_format(buf, sizeof buf, 426, "text/plain", "sec-websocket-version: 13\r\n", "v");
+  CHECK(strstr(buf, "\r\nsec-websocket-version: 13\r\n\r\nv\n") != NULL, "extra header lines go last");
+  CHECK_EQ(vcg__ws_http_format(buf, 40, 200, "text/plain", NULL, "x"), VCG_ENOBUFS);
+}
+
+int main(void) {
+  RUN(listen_host_port, "host:port and [v6]:port parse");
+  RUN(listen_any_address, ":port and *:port mean any address; port 0 lets the kernel choose");
+  RUN(listen_refusals, "ambiguous IPv6, no port, port > 65535, junk, empty brackets are refused");
+  RUN(request_line_target_raw, "the request line gives the target exactly as sent");
+  RUN(request_line_incomplete, "no line end yet: wait for more");
+  RUN(request_line_malformed, "not a request line: refused");
+  RUN(target_check_what_lws_cannot_parse, "targets lws would drop or 403 are found first");
+  RUN(rebuild_plain_path, "a decoded path with nothing to encode comes back unchanged");
+  RUN(rebuild_space_is_plus, "a decoded space (from %20 or +) comes back as +");
+  RUN(rebuild_encodes_what_would_change_the_target, "? # % controls and non-ASCII are re-encoded");
+  RUN(rebuild_query_arguments, "query arguments are re-encoded and joined with &");
+  RUN(rebuild_bounded, "rebuilding never writes past the buffer");
+  RUN(http_format_reply, "small replies: status, length, close, extra headers, bounded");
   return TAP_DONE();
 }

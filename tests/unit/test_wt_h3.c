@@ -318,23 +318,6 @@ static void test_qpack(void) {
   check(ok, "QPACK: a 200 response encodes as one HEADERS frame");
 }
 
-/* ------------------------------------------------------------ path */
-
-static void test_path(void) {
-  char u[64], r[64];
-  check(vcg__wt_parse_lobby_path("/lobby/alice%40x.org/room_1", u, sizeof(u), r, sizeof(r)) == 0 &&
-        strcmp(u, "alice@x.org") == 0 && strcmp(r, "room_1") == 0,
-        "lobby path parsed and percent-decoded");
-  check(vcg__wt_parse_lobby_path("/lobby/a/b?x=1", u, sizeof(u), r, sizeof(r)) == 0 && strcmp(r, "b") == 0,
-        "query string ignored");
-  const char *bad[] = { "/", "/lobby", "/lobby/", "/lobby/a", "/lobby//r", "/lobby/a/", "/lobby/a/b/c",
-                        "/x/a/b", "/lobby/a%2/b", "/lobby/a%00/b", "/lobbyx/a/b" };
-  int ok = 1;
-  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    if (vcg__wt_parse_lobby_path(bad[i], u, sizeof(u), r, sizeof(r)) != VCG_ENOENT) ok = 0;
-  check(ok, "bad lobby paths refused");
-}
-
 int main(void) {
   test_varint();
   test_prefix();
@@ -342,7 +325,6 @@ int main(void) {
   test_frames_split();
   test_settings();
   test_qpack();
-  test_path();
   printf("1..%d\n", checks);
   return failures ? 1 : 0;
 }

@@ -1,0 +1,264 @@
+/*
+ * ws_http.c -- what an HTTP request on the WebSocket listener gets.
+ *
+ * Upgrades.  Every websocket upgrade request, whatever its path, is handed
+ * to the host (host->session_open() with the raw request target): the core
+ * owns the lobby grammar, so every transport accepts and refuses the same
+ * URLs, and a path that is not a lobby gets the host's 404.  It happens in
+ * LWS_CALLBACK_HTTP_CONFIRM_UPGRADE, the one place where lws 4.1 lets user
+ * code answer a websocket upgrade with an ordinary HTTP response (return
+ * > 0 after writing it), so a refused client sees the status of
+ * vcg_close_http_status() with the host's reason as the body.
+ *
+ * Plain requests arrive in LWS_CALLBACK_HTTP and go through a route table
+ * (ws_http_routes): the lobby without an upgrade is 426, /.well-known/vcgate
+ * serves facts other plugins published, anything else is 404.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ws_int.h"
+
+/* -------------------------------------------------------- HTTP replies */
+
+/* Write a complete small HTTP/1.1 response (status, text body) and ask for
+ * the connection to be closed after it.  Formatted here rather than with
+ * lws_add_http_header_status(), which takes the version from the request
+ * and, on the upgrade path (where lws never parsed it), answers
+ * "HTTP/1.0", which WebSocket clients refuse to read.  Returns 0 or -1 when
+ * the connection must be dropped. */
+static int ws_http_reply_typed(struct lws *wsi, unsigned status, const char *ctype,
+                               const char *body) {
+  uint8_t buf[LWS_PRE + 2048];
+  char *start = (char *)buf + LWS_PRE;
+  long n = vcg__ws_http_format(start, sizeof(buf) - LWS_PRE, status, ctype,
+                               NULL, body);
+
+  if (n < 0)
+    return -1;
+  return lws_write(wsi, (unsigned char *)start, (size_t)n,
+                   LWS_WRITE_HTTP_HEADERS) < 0 ? -1 : 0;
+}
+
+static int ws_http_reply(struct lws *wsi, unsigned status, const char *body) {
+  return ws_http_reply_typed(wsi, status, "text/plain; charset=utf-8", body);
+}
+
+/* ------------------------------------------------- the request target */
+
+/* The tokens lws files a request's URI under, one per method. */
+static const enum lws_token_indexes ws_uri_tokens[] = {
+  WSI_TOKEN_GET_URI, WSI_TOKEN_POST_URI, WSI_TOKEN_OPTIONS_URI,
+  WSI_TOKEN_PUT_URI, WSI_TOKEN_PATCH_URI, WSI_TOKEN_DELETE_URI,
+  WSI_TOKEN_CONNECT, WSI_TOKEN_HEAD_URI,
+};
+
+/* Copy the fragments lws keeps of header h into buf, each NUL-terminated,
+ * one after the other, with a pointer to each in frag.  lws splits a URI
+ * at an unescaped '&' or ';', in its path as in its query.  Returns the
+ * number of fragments, 0 when h is absent, or -1 when they do not fit. */
+static int ws_hdr_frags(struct lws *wsi, enum lws_token_indexes h, char *buf,
+                        int len, char **frag, int maxfrag) {
+  int total = lws_hdr_total_length(wsi, h), acc = 0, o = 0, i;
+
+  if (total <= 0)
+    return 0;
+  for (i = 0; acc < total; i++) {
+    int n;
+
+    if (i == maxfrag)
+      return -1;
+    n = lws_hdr_copy_fragment(wsi, buf + o, len - o, h, i);
+    if (n < 0)
+      return -1;
+    frag[i] = buf + o;
+    o += n + 1;
+    acc += n + 1; /* and the separator lws counts between fragments */
+  }
+  return i;
+}
+
+/* The decoded request path of wsi, whatever its method, its pieces joined
+ * by '&' again (lws_hdr_copy() would join them with ',').  Returns 0 or -1
+ * (absent, too long). */
+static int ws_request_path(struct lws *wsi, char *buf, int len) {
+  for (size_t i = 0; i < sizeof(ws_uri_tokens) / sizeof(ws_uri_tokens[0]); i++) {
+    char *frag[32];
+    int n = ws_hdr_frags(wsi, ws_uri_tokens[i], buf, len, frag, 32);
+
+    if (n == 0)
+      continue;
+    if (n < 0)
+      return -1;
+    for (int k = 1; k < n; k++)
+      frag[k][-1] = '&';
+    return 0;
+  }
+  return -1;
+}
+
+/* The request target for the host: the raw one read off a plaintext
+ * socket for its first request (c->target, handed over: the caller frees
+ * *owned), else one rebuilt from lws's decoded path and arguments (wss://,
+ * or a later request on a kept-alive connection).  Returns NULL when there
+ * is none or it is too long. */
+static const char *ws_target(ws_conn_t *c, struct lws *wsi, char **owned) {
+  int hmax = (int)c->inst->conf->max_header_size + 1, nargs;
+  char *path, *args, *argv[64];
+  size_t cap, used;
+  long r = -1;
+
+  *owned = NULL;
+  if (c->target != NULL) {
+    *owned = c->target;
+    c->target = NULL;
+    return *owned;
+  }
+  /* Neither part can be longer than the request's headers. */
+  path = malloc(2 * (size_t)hmax);
+  if (path == NULL)
+    return NULL;
+  args = path + hmax;
+  nargs = ws_request_path(wsi, path, hmax) < 0 ? -1 :
+          ws_hdr_frags(wsi, WSI_TOKEN_HTTP_URI_ARGS, args, hmax, argv, 64);
+  if (nargs >= 0) {
+    used = nargs ? (size_t)(argv[nargs - 1] - args) + strlen(argv[nargs - 1]) : 0;
+    cap = 3 * (strlen(path) + used) + (size_t)nargs + 2;
+    *owned = malloc(cap);
+    if (*owned != NULL)
+      r = vcg__ws_target_rebuild(*owned, cap, path, (const char *const *)argv,
+                                 (size_t)nargs);
+  }
+  free(path);
+  if (r < 0) {
+    free(*owned);
+    *owned = NULL;
+    return NULL;
+  }
+  return *owned;
+}
+
+/* ------------------------------------------------------------ upgrades */
+
+int vcg__ws_http_upgrade(vcg_instance_t *inst, struct lws *wsi,
+                         const char *upgrade) {
+  const vcg_host_api_t *host = inst->host;
+  ws_conn_t *c = lws_get_opaque_user_data(wsi);
+  vcg_session_info_t info;
+  vcg_session_t *s = NULL;
+  const char *target;
+  char *owned, msg[256];
+  int why = VCG_CLOSE_INTERNAL, r;
+
+  if (c == NULL || c->s != NULL)
+    return -1; /* not a socket we adopted, or upgraded already */
+  if (upgrade == NULL || strcasecmp(upgrade, "websocket") != 0)
+    return ws_http_reply(wsi, 400, "unsupported upgrade") ? -1 : 1;
+  if (inst->draining || inst->stopping)
+    return ws_http_reply(wsi, 503, "server shutting down") ? -1 : 1;
+  target = ws_target(c, wsi, &owned);
+  if (target == NULL)
+    return ws_http_reply(wsi, 414, "request target too long") ? -1 : 1;
+
+  memset(&info, 0, sizeof(info));
+  info.size = sizeof(info);
+  info.target = target;
+  info.peer = &c->peer.sa;
+  info.conn = c;
+  msg[0] = '\0';
+  /* The host calls vcg__ws_conn_send() for c from inside session_open();
+   * c queues and writes after ESTABLISHED. */
+  r = host->session_open(inst->w, &info, &s, &why, msg, sizeof(msg));
+  if (r < 0) {
+    host->log(inst->w, NULL, VCG_LOG_DEBUG, "refused %s: %s", target,
+              msg[0] ? msg : "refused");
+    free(owned);
+    return ws_http_reply(wsi, (unsigned)vcg_close_http_status(why),
+                         msg[0] ? msg : "refused") ? -1 : 1;
+  }
+  free(owned);
+  c->s = s;
+  return 0;
+}
+
+/* ------------------------------------------------------ plain requests */
+
+/* One HTTP endpoint of the transport for plain (not upgrading) requests.
+ * handler() answers a request for the decoded path and returns 0, or -1
+ * when the connection must be dropped.  To add an endpoint, add a handler
+ * and a row to ws_http_routes. */
+typedef int (*ws_route_fn)(vcg_instance_t *inst, struct lws *wsi,
+                           const char *path);
+
+/* The lobby is for websockets: say so rather than 404. */
+static int ws_route_lobby(vcg_instance_t *inst, struct lws *wsi,
+                          const char *path) {
+  (void)inst;
+  (void)path;
+  return ws_http_reply(wsi, 426, "websocket upgrade required");
+}
+
+/* GET /.well-known/vcgate/webtransport: where the WebTransport listener of
+ * this process is and the SHA-256 of its certificate, so a page on the
+ * same host can connect with serverCertificateHashes to a generated
+ * development certificate.  Both facts are published by the webtransport
+ * plugin through host->info_set(). */
+static int ws_route_wellknown(vcg_instance_t *inst, struct lws *wsi,
+                              const char *path) {
+  char url[256], hash[160], body[1024];
+
+  if (strcmp(path, "/.well-known/vcgate/webtransport") != 0)
+    return ws_http_reply(wsi, 404, "not found");
+  if (inst->host->info_get(inst->w, "webtransport.url", url, sizeof(url)) != 0 ||
+      inst->host->info_get(inst->w, "webtransport.cert_sha256", hash, sizeof(hash)) != 0)
+    return ws_http_reply(wsi, 404, "webtransport is not enabled");
+  /* Values come from our own plugin (hex and an address): no escaping. */
+  snprintf(body, sizeof(body),
+           "{\"url\":\"%s\",\"lobby\":\"%s/lobby\","
+           "\"serverCertificateHashes\":[{\"algorithm\":\"sha-256\",\"value\":\"%s\"}]}",
+           url, url, hash);
+  return ws_http_reply_typed(wsi, 200, "application/json", body);
+}
+
+static const struct ws_http_route {
+  const char *prefix;   /* matches path == prefix or path starting prefix/ */
+  ws_route_fn handler;
+} ws_http_routes[] = {
+  { "/lobby", ws_route_lobby },
+  { "/.well-known/vcgate", ws_route_wellknown },
+};
+
+int vcg__ws_http_request(vcg_instance_t *inst, struct lws *wsi) {
+  ws_conn_t *c = lws_get_opaque_user_data(wsi);
+  char path[4096];
+  int r = -2;
+
+  if (c != NULL) {
+    /* Plain requests route on lws's decoded path; the raw target was only
+     * for an upgrade, and a later request on this connection is another
+     * request. */
+    free(c->target);
+    c->target = NULL;
+  }
+  if (ws_request_path(wsi, path, sizeof(path)) < 0) {
+    r = ws_http_reply(wsi, 404, "not found");
+  } else {
+    for (size_t i = 0; i < sizeof(ws_http_routes) / sizeof(ws_http_routes[0]); i++) {
+      const char *pre = ws_http_routes[i].prefix;
+      size_t n = strlen(pre);
+
+      if (strncmp(path, pre, n) == 0 && (path[n] == '\0' || path[n] == '/')) {
+        r = ws_http_routes[i].handler(inst, wsi, path);
+        break;
+      }
+    }
+    if (r == -2)
+      r = ws_http_reply(wsi, 404, "not found");
+  }
+  if (r < 0)
+    return -1;
+  /* Our replies say "connection: close"; lws closes after flushing. */
+  return lws_http_transaction_completed(wsi) ? -1 : 0;
+}

@@ -1,0 +1,446 @@
+/*
+ * ws_listen.c -- the listen socket, and accepted sockets until lws has
+ * them.
+ *
+ * Listening.  lws 4.1 only sets SO_REUSEPORT on its own listen socket when
+ * the context has several service threads, and we have one per context, so
+ * we listen ourselves: a non-blocking socket with SO_REUSEPORT (every
+ * worker binds the same address and the kernel spreads connections),
+ * watched by a uv_poll_t, and each accepted socket is handed to lws with
+ * lws_adopt_descriptor_vhost() on a vhost created with
+ * CONTEXT_PORT_NO_LISTEN_SERVER.  This also makes drain trivial (close our
+ * socket) and reports bind errors synchronously from start().
+ *
+ * The request line.  The host parses the lobby URL from the request target
+ * exactly as the client sent it, but lws 4.1 keeps only a decoded path (it
+ * turns '+' into a space, decodes %XX, collapses "//" and resolves "/../",
+ * lib/roles/http/parsers.c lws_parse_urldecode()).  So on plaintext
+ * connections we read the request line ourselves before lws sees the
+ * socket: recv(MSG_PEEK) until its line end, bounded by max_header_size and
+ * by a deadline, keep the raw target with the connection, and then adopt
+ * the socket, from which lws reads the same bytes.  A line that has not
+ * arrived whole sets SO_RCVLOWAT one byte above what is there, so the
+ * level-triggered poll wakes only when more has come instead of at every
+ * loop turn.  On wss:// the bytes are ciphertext: ws_http.c rebuilds the
+ * target from lws's decoded one (vcg__ws_target_rebuild()).
+ */
+#define _GNU_SOURCE 1 /* accept4() */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ws_int.h"
+
+/* While we read the request line: our poll handle on the socket. */
+struct ws_peek {
+  uv_poll_t poll;              /* data: the ws_conn_t */
+  int lowat;                   /* SO_RCVLOWAT we set, 0 when untouched */
+};
+
+/* --------------------------------------------------------- deadlines */
+
+static void ws_sweep_cb(uv_timer_t *t);
+
+/* Arm the sweep timer for the oldest socket not yet upgraded. */
+static void ws_sweep_arm(vcg_instance_t *inst) {
+  uint64_t now, due;
+
+  if (!inst->sweep_open)
+    return;
+  if (inst->up_head == NULL) {
+    uv_timer_stop(&inst->sweep);
+    return;
+  }
+  now = uv_now(inst->loop);
+  due = inst->up_head->deadline;
+  uv_timer_start(&inst->sweep, ws_sweep_cb, due > now ? due - now : 0, 0);
+}
+
+/* Start c's upgrade deadline; every socket gets the same timeout, so the
+ * list stays sorted by appending. */
+static void ws_upgrade_track(ws_conn_t *c, uint64_t timeout_ms) {
+  vcg_instance_t *inst = c->inst;
+
+  c->deadline = uv_now(inst->loop) + timeout_ms;
+  c->in_up = 1;
+  c->unext = NULL;
+  c->uprev = inst->up_tail;
+  if (inst->up_tail)
+    inst->up_tail->unext = c;
+  else
+    inst->up_head = c;
+  inst->up_tail = c;
+  if (inst->up_head == c)
+    ws_sweep_arm(inst);
+}
+
+void vcg__ws_upgrade_done(ws_conn_t *c) {
+  vcg_instance_t *inst = c->inst;
+
+  if (!c->in_up)
+    return;
+  c->in_up = 0;
+  if (c->uprev)
+    c->uprev->unext = c->unext;
+  else
+    inst->up_head = c->unext;
+  if (c->unext)
+    c->unext->uprev = c->uprev;
+  else
+    inst->up_tail = c->uprev;
+  c->uprev = c->unext = NULL;
+}
+
+/* --------------------------------------------------- before adoption */
+
+static void ws_peek_closed(uv_handle_t *h) {
+  free(h);  /* the ws_peek_t; poll is its first member */
+}
+
+/* Stop watching c's socket ourselves (before lws takes it or we close). */
+static void ws_peek_end(ws_conn_t *c) {
+  ws_peek_t *pk = c->peek;
+
+  if (pk == NULL)
+    return;
+  c->peek = NULL;
+  if (pk->lowat > 1) {
+    int one = 1;
+
+    (void)setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+  }
+  uv_poll_stop(&pk->poll);
+  uv_close((uv_handle_t *)&pk->poll, ws_peek_closed);
+}
+
+/* Answer a socket lws never had with a small response and close it.  What
+ * the client sent is read first, so that the close is a FIN after the
+ * response rather than a reset that could discard it. */
+static void ws_early_reply(vcg_instance_t *inst, int fd, unsigned status,
+                           const char *body) {
+  char buf[2048];
+  long n;
+  int i;
+
+  for (i = 0; i < 4 && recv(fd, inst->peekbuf,
+                            (size_t)inst->conf->max_header_size,
+                            MSG_DONTWAIT) > 0; i++)
+    ;
+  n = vcg__ws_http_format(buf, sizeof(buf), status,
+                          "text/plain; charset=utf-8", NULL, body);
+  if (n > 0)
+    (void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+  (void)shutdown(fd, SHUT_WR);
+}
+
+/* Give up on c before lws had it: optionally answer, close, free. */
+static void ws_drop(ws_conn_t *c, unsigned status, const char *body) {
+  ws_peek_end(c);
+  if (c->fd >= 0) {
+    if (status != 0)
+      ws_early_reply(c->inst, c->fd, status, body);
+    close(c->fd);
+    c->fd = -1;
+  }
+  vcg__ws_conn_free(c);
+}
+
+static void ws_sweep_cb(uv_timer_t *t) {
+  vcg_instance_t *inst = t->data;
+  uint64_t now = uv_now(inst->loop);
+
+  while (inst->up_head != NULL && inst->up_head->deadline <= now) {
+    ws_conn_t *c = inst->up_head;
+
+    vcg__ws_upgrade_done(c);
+    if (c->wsi == NULL) {
+      inst->host->log(inst->w, NULL, VCG_LOG_DEBUG,
+                      "no request line within %d ms: closing",
+                      WS_REQUEST_LINE_TIMEOUT_MS);
+      ws_drop(c, 0, NULL);
+    }
+  }
+  ws_sweep_arm(inst);
+}
+
+/* Hand c's socket to lws.  Frees c when lws refuses it. */
+static void ws_adopt(ws_conn_t *c) {
+  vcg_instance_t *inst = c->inst;
+  lws_sock_file_fd_type fd;
+  struct lws *wsi;
+
+  ws_peek_end(c);
+  vcg__ws_upgrade_done(c);
+  fd.sockfd = c->fd;
+  c->fd = -1;
+  /* On failure lws closes the socket itself.  No callback of this wsi
+   * runs inside the call with our state (it is bound afterwards), so a
+   * failed adoption never reaches WSI_DESTROY with c. */
+  wsi = lws_adopt_descriptor_vhost(inst->vh, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP |
+                                   (inst->tls ? LWS_ADOPT_ALLOW_SSL : 0),
+                                   fd, NULL, NULL);
+  if (wsi == NULL) {
+    inst->host->log(inst->w, NULL, VCG_LOG_WARN,
+                    "could not adopt an accepted connection");
+    vcg__ws_conn_free(c);
+    return;
+  }
+  c->fd = fd.sockfd;
+  vcg__ws_conn_bind(c, wsi);
+}
+
+/* Look for the request line in what the socket holds.  Returns 1 when c
+ * was adopted or dropped, 0 to keep waiting. */
+static int ws_peek_try(ws_conn_t *c) {
+  vcg_instance_t *inst = c->inst;
+  size_t cap = (size_t)inst->conf->max_header_size, toff, tlen, linelen;
+  ssize_t n = recv(c->fd, inst->peekbuf, cap, MSG_PEEK | MSG_DONTWAIT);
+  const char *why;
+  int r;
+
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return 0;
+  if (n <= 0) {
+    ws_drop(c, 0, NULL); /* gone before a request */
+    return 1;
+  }
+  r = vcg__ws_request_line(inst->peekbuf, (size_t)n, &toff, &tlen, &linelen);
+  if (r == VCG_EINVAL) {
+    ws_drop(c, 400, "bad request line");
+    return 1;
+  }
+  if (r == VCG_EAGAIN) {
+    int lowat = (int)n + 1;
+
+    if ((size_t)n >= cap) {
+      ws_drop(c, 414, "request line too long");
+      return 1;
+    }
+    if (c->peek != NULL &&
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0)
+      c->peek->lowat = lowat;
+    return 0;
+  }
+  why = vcg__ws_target_check(inst->peekbuf + toff, tlen);
+  if (why != NULL) {
+    ws_drop(c, 400, why);
+    return 1;
+  }
+  c->target = malloc(tlen + 1);
+  if (c->target == NULL) {
+    ws_drop(c, 503, "out of memory");
+    return 1;
+  }
+  memcpy(c->target, inst->peekbuf + toff, tlen);
+  c->target[tlen] = '\0';
+  ws_adopt(c);
+  return 1;
+}
+
+static void ws_peek_cb(uv_poll_t *h, int status, int events) {
+  ws_conn_t *c = h->data;
+
+  (void)events;
+  if (status < 0) {
+    ws_drop(c, 0, NULL);
+    return;
+  }
+  (void)ws_peek_try(c);
+}
+
+/* Wait for c's request line on our own poll handle. */
+static void ws_peek_start(ws_conn_t *c) {
+  vcg_instance_t *inst = c->inst;
+  ws_peek_t *pk;
+
+  /* A client usually sends its request with or right after its ACK: look
+   * before paying for a poll handle. */
+  if (ws_peek_try(c))
+    return;
+  pk = calloc(1, sizeof(*pk));
+  if (pk == NULL || uv_poll_init_socket(inst->loop, &pk->poll, c->fd) != 0) {
+    free(pk);
+    ws_drop(c, 0, NULL);
+    return;
+  }
+  pk->poll.data = c;
+  c->peek = pk;
+  if (uv_poll_start(&pk->poll, UV_READABLE, ws_peek_cb) != 0)
+    ws_drop(c, 0, NULL);
+}
+
+/* A new socket from accept4(). */
+static void ws_accepted(vcg_instance_t *inst, int fd,
+                        const struct sockaddr_storage *ss) {
+  ws_conn_t *c;
+  int one = 1;
+
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  c = vcg__ws_conn_new(inst);
+  if (c == NULL) {
+    close(fd);
+    return;
+  }
+  c->fd = fd;
+  if (ss->ss_family == AF_INET6)
+    memcpy(&c->peer.in6, ss, sizeof(c->peer.in6));
+  else if (ss->ss_family == AF_INET)
+    memcpy(&c->peer.in, ss, sizeof(c->peer.in));
+  else
+    c->peer.sa.sa_family = AF_UNSPEC;
+  if (inst->tls) {
+    ws_adopt(c);
+    return;
+  }
+  ws_upgrade_track(c, WS_REQUEST_LINE_TIMEOUT_MS);
+  ws_peek_start(c);
+}
+
+/* ---------------------------------------------------------- listening */
+
+static void ws_listen_closed(uv_handle_t *h) {
+  vcg_instance_t *inst = h->data;
+
+  if (inst->lfd >= 0) {
+    close(inst->lfd);
+    inst->lfd = -1;
+  }
+}
+
+void vcg__ws_listen_close(vcg_instance_t *inst) {
+  if (inst->lpoll_open) {
+    inst->lpoll_open = 0;
+    uv_poll_stop(&inst->lpoll);
+    uv_close((uv_handle_t *)&inst->lpoll, ws_listen_closed);
+  } else if (inst->lfd >= 0) {
+    close(inst->lfd);
+    inst->lfd = -1;
+  }
+}
+
+void vcg__ws_listen_stop(vcg_instance_t *inst) {
+  ws_conn_t *c, *next;
+
+  vcg__ws_listen_close(inst);
+  for (c = inst->conns; c != NULL; c = next) {
+    next = c->next;
+    if (c->wsi == NULL)
+      ws_drop(c, 0, NULL);
+  }
+  if (inst->sweep_open) {
+    inst->sweep_open = 0;
+    uv_close((uv_handle_t *)&inst->sweep, NULL);
+  }
+}
+
+static void ws_on_accept(uv_poll_t *h, int status, int events) {
+  vcg_instance_t *inst = h->data;
+  int i;
+
+  (void)events;
+  if (status < 0) {
+    inst->host->log(inst->w, NULL, VCG_LOG_WARN, "listen socket: %s",
+                    uv_strerror(status));
+    return;
+  }
+  for (i = 0; i < WS_ACCEPT_BUDGET && inst->lpoll_open; i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int s = accept4(inst->lfd, (struct sockaddr *)&ss, &sl,
+                    SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+    if (s < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        inst->host->log(inst->w, NULL, VCG_LOG_WARN, "accept: %s",
+                        strerror(errno));
+      return;
+    }
+    ws_accepted(inst, s, &ss);
+  }
+}
+
+int vcg__ws_listen_open(vcg_instance_t *inst) {
+  const vcg_host_api_t *host = inst->host;
+  struct addrinfo hints, *res = NULL;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  char hoststr[256], portstr[8], addr[INET6_ADDRSTRLEN];
+  uint16_t port;
+  int one = 1, r, fd;
+
+  if (vcg__ws_parse_listen(inst->conf->listen, hoststr, sizeof(hoststr),
+                           &port) != 0)
+    return VCG_EINVAL;
+  snprintf(portstr, sizeof(portstr), "%u", port);
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  r = getaddrinfo(hoststr[0] ? hoststr : NULL, portstr, &hints, &res);
+  if (r != 0 || res == NULL) {
+    host->log(inst->w, NULL, VCG_LOG_ERROR, "listen %s: %s",
+              inst->conf->listen, gai_strerror(r));
+    return VCG_EINVAL;
+  }
+  fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    r = -errno;
+    freeaddrinfo(res);
+    return r;
+  }
+  /* SO_REUSEPORT lets every worker bind the same address; the kernel then
+   * spreads incoming connections over the workers' sockets. */
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+      bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+      listen(fd, 511) != 0) {
+    r = -errno;
+    host->log(inst->w, NULL, VCG_LOG_ERROR, "listen %s: %s",
+              inst->conf->listen, strerror(errno));
+    freeaddrinfo(res);
+    close(fd);
+    return r;
+  }
+  freeaddrinfo(res);
+  inst->lfd = fd;
+  inst->peekbuf = malloc((size_t)inst->conf->max_header_size);
+  if (inst->peekbuf == NULL)
+    return VCG_ENOMEM;
+
+  /* Report the bound address (the port is real even when 0 was asked). */
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+    const char *scheme = inst->tls ? "wss" : "ws";
+
+    if (ss.ss_family == AF_INET6) {
+      struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+      inet_ntop(AF_INET6, &a6->sin6_addr, addr, sizeof(addr));
+      snprintf(inst->url, sizeof(inst->url), "%s://[%s]:%u", scheme, addr,
+               ntohs(a6->sin6_port));
+    } else {
+      struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+      inet_ntop(AF_INET, &a4->sin_addr, addr, sizeof(addr));
+      snprintf(inst->url, sizeof(inst->url), "%s://%s:%u", scheme, addr,
+               ntohs(a4->sin_port));
+    }
+  }
+
+  r = uv_poll_init_socket(inst->loop, &inst->lpoll, fd);
+  if (r != 0)
+    return r; /* lfd closed by the caller's cleanup */
+  inst->lpoll.data = inst;
+  inst->lpoll_open = 1;
+  uv_timer_init(inst->loop, &inst->sweep);
+  inst->sweep.data = inst;
+  inst->sweep_open = 1;
+  r = uv_poll_start(&inst->lpoll, UV_READABLE, ws_on_accept);
+  return r;
+}

@@ -1,0 +1,153 @@
+/*
+ * endpoint.h -- the UDP side of the WebTransport plugin, one per worker:
+ * its sockets (recvmmsg in, GSO batches out), the table that maps server
+ * connection IDs to connections, version negotiation and stateless reset.
+ *
+ * The bottom of the QUIC layers.  It knows nothing of connections: it
+ * stores an opaque owner per connection ID and hands datagrams up through
+ * the two callbacks of wt_endpoint_cb_t, which the layer above fills in
+ * (conn.c's, wired by webtransport.c).  The connection layer calls down
+ * into it to send, to register its IDs and to count its loop handles.
+ *
+ * Ownership: the endpoint owns its sockets and the table's buckets; each
+ * wt_cident_t belongs to the owner that registered it (on its own list)
+ * and is freed by vcg__wt_ep_cid_del*().
+ */
+#ifndef VCG_WT_ENDPOINT_H
+#define VCG_WT_ENDPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <uv.h>
+#include <ngtcp2/ngtcp2.h>
+#include <vcgate/plugin.h>
+
+#include "htab.h"
+#include "udp_send.h"
+
+#define WT_MAX_LISTENERS 4
+#define WT_SCID_LEN 18
+#define WT_RESET_SECRET_LEN 32
+/* UDP GSO: one sendmsg carries a run of equal-sized packets (udp_send.h). */
+#define WT_GSO_MAX_SEGS VCG_UDP_GSO_MAX_SEGS
+#define WT_GSO_MAX_BYTES VCG_UDP_GSO_MAX_BYTES
+/* recvmmsg: libuv hands each datagram one 64 KiB slot of the read buffer;
+ * 16 slots read 16 datagrams per system call.  Only the first page or so
+ * of each slot is ever touched, so the resident cost is small. */
+#define WT_RX_SLOT (64u << 10)
+#define WT_RX_SLOTS 16
+
+/* The clock of every ngtcp2 call: nanoseconds, monotonic. */
+static inline uint64_t vcg__wt_now(void) { return uv_hrtime(); }
+
+typedef struct wt_endpoint wt_endpoint_t;
+
+/* One UDP socket. */
+typedef struct wt_listener {
+  uv_udp_t udp;
+  wt_endpoint_t *ep;
+  struct sockaddr_storage addr;  /* the bound address (path local) */
+  socklen_t addrlen;
+  int inited;                    /* udp handle needs uv_close */
+  int fd;                        /* the socket, sent on directly */
+  int gso;                       /* UDP_SEGMENT works on this socket */
+  size_t nsending;               /* async sends in flight (EAGAIN path) */
+} wt_listener_t;
+
+/* One registered connection ID, a node of the endpoint's table. */
+typedef struct wt_cident {
+  vcg_hnode_t node;              /* in ep->cids */
+  struct wt_cident *cnext;       /* the owner's list */
+  ngtcp2_cid cid;
+  void *owner;                   /* borrowed: what cb.packet receives */
+} wt_cident_t;
+
+/* The calls up, filled by the layer above. */
+typedef struct wt_endpoint_cb {
+  /* A datagram whose DCID `owner` registered.  data is borrowed. */
+  void (*packet)(void *owner, wt_listener_t *l, const struct sockaddr *from,
+                 const uint8_t *data, size_t len);
+  /* A valid client Initial (ngtcp2_accept passed) for no known CID: make a
+   * connection that registers its CIDs, and return its owner pointer, or
+   * NULL to drop the packet. */
+  void *(*accept)(void *ud, wt_listener_t *l, const ngtcp2_pkt_hd *hd,
+                  const struct sockaddr *from);
+  void *ud;
+} wt_endpoint_cb_t;
+
+/* The packets of one write loop, accumulated in ep->txbuf and sent with
+ * one sendmsg: every packet but the last is segsize bytes long (UDP GSO
+ * cuts the buffer into segsize datagrams), all go to one peer. */
+typedef struct wt_txbatch {
+  wt_listener_t *lis;
+  struct sockaddr_storage to;
+  socklen_t tolen;
+  size_t len;                    /* bytes in ep->txbuf */
+  size_t segsize;                /* the first packet's size */
+  size_t nsegs;
+  int closed;                    /* a shorter packet ended the run */
+} wt_txbatch_t;
+
+struct wt_endpoint {
+  const vcg_host_api_t *host;
+  vcg_worker_t *w;
+  uv_loop_t *loop;
+  const uint8_t *reset_secret;   /* WT_RESET_SECRET_LEN bytes, process-wide */
+  wt_endpoint_cb_t cb;
+  wt_listener_t lis[WT_MAX_LISTENERS];
+  size_t nlis;
+  vcg_htab_t cids;               /* wt_cident_t by CID; randomly seeded */
+  int accepting;                 /* 0 once draining: no new connections */
+  /* Loop handles whose close callback is still due, the endpoint's and the
+   * connections' (vcg__wt_ep_handle_*): when the last one of a stopping
+   * endpoint has closed, stopped(stopped_ud) runs. */
+  size_t open_handles;
+  int stopping;
+  void (*stopped)(void *ud);
+  void *stopped_ud;
+  uint64_t sr_window;            /* stateless reset rate limit window (ns) */
+  unsigned sr_count;
+  uint8_t txbuf[WT_GSO_MAX_BYTES];          /* the write loop's packets */
+  uint8_t rxbuf[WT_RX_SLOTS * WT_RX_SLOT];  /* recvmmsg slots */
+};
+
+/* Prepare ep (embedded in a zeroed instance). */
+int vcg__wt_ep_init(wt_endpoint_t *ep, const vcg_host_api_t *host, vcg_worker_t *w,
+                    const uint8_t *reset_secret, const wt_endpoint_cb_t *cb);
+/* Bind the listeners of `listen` (one address or a comma list). */
+int vcg__wt_ep_start(wt_endpoint_t *ep, const char *listen);
+/* Close the sockets; stopped(ud) runs once every counted handle closed
+ * (possibly at once, possibly in a later loop iteration). */
+void vcg__wt_ep_stop(wt_endpoint_t *ep, void (*stopped)(void *ud), void *ud);
+/* A loop handle of the layers above was opened / finished closing. */
+void vcg__wt_ep_handle_ref(wt_endpoint_t *ep);
+void vcg__wt_ep_handle_closed(wt_endpoint_t *ep);
+
+/* Send one datagram (queued, bounded, when the socket buffer is full). */
+void vcg__wt_ep_send(wt_listener_t *l, const struct sockaddr *to,
+                     const uint8_t *p, size_t len);
+
+void vcg__wt_batch_init(wt_txbatch_t *b, wt_listener_t *l);
+/* Where the next packet is written (flushes the run first if a packet of
+ * maxudp bytes would not fit). */
+uint8_t *vcg__wt_batch_room(wt_txbatch_t *b, size_t maxudp);
+/* The n bytes just written at vcg__wt_batch_room() are a packet to `to`. */
+void vcg__wt_batch_add(wt_txbatch_t *b, const struct sockaddr *to, size_t n);
+void vcg__wt_batch_flush(wt_txbatch_t *b);
+
+/* ---- connection IDs ---- */
+void *vcg__wt_ep_cid_find(wt_endpoint_t *ep, const uint8_t *p, size_t n);
+/* Register cid for owner on its list.  0, VCG_EEXIST, VCG_ENOMEM. */
+int vcg__wt_ep_cid_add(wt_endpoint_t *ep, wt_cident_t **list, const ngtcp2_cid *cid,
+                       void *owner);
+void vcg__wt_ep_cid_del(wt_endpoint_t *ep, wt_cident_t **list, const ngtcp2_cid *cid);
+void vcg__wt_ep_cid_del_all(wt_endpoint_t *ep, wt_cident_t **list);
+/* A random connection ID of len bytes that no connection uses.  0 or
+ * VCG_EIO. */
+int vcg__wt_ep_new_cid(wt_endpoint_t *ep, ngtcp2_cid *cid, size_t len);
+/* The stateless reset token of cid (from the process-wide secret). */
+int vcg__wt_ep_reset_token(const wt_endpoint_t *ep, uint8_t *token, const ngtcp2_cid *cid);
+
+#endif /* VCG_WT_ENDPOINT_H */
