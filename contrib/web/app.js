@@ -591,6 +591,10 @@ function init() {
   $("btn-leave").setAttribute("aria-label", "Leave call");
   $("btn-leave").addEventListener("click", () => leave());
   $("audio-unlock-btn").addEventListener("click", () => call && call.audioOut.resume().then(updateAudioUnlock));
+  // Closing the tab leaves the call at once: a WebTransport session that
+  // the browser drops with its tab is otherwise noticed by the gateway only
+  // at its idle timeout, and the others would see a frozen tile until then.
+  window.addEventListener("pagehide", () => { if (call) call.leave(); });
   new ResizeObserver(() => layout()).observe($("stage"));
   setInterval(refresh, 250);
   const problem = environmentProblem();

@@ -56,11 +56,12 @@ const withTimeout = (promise, ms, what) => {
 /**
  * Why a connection to a lobby path failed, as a sentence.  A browser hides
  * the HTTP status of a refused WebSocket or WebTransport handshake, so ask
- * the gateway again with a plain GET of the same path: it answers 400 with
- * the reason for a bad name (401/403 for a bad token), and 426 (upgrade
- * required) when the path itself is fine, in which case the refusal came
- * later (a limit, a full room).  A GET that gets no answer at all means the
- * gateway is not reachable.  refused says whether the gateway answered.
+ * the gateway again with a plain GET of the same path.  A gateway may
+ * answer it with the refusal and its reason (400 for a bad name, 401/403
+ * for a bad token), or with 426 (upgrade required) without checking, as
+ * vcgate does today; then the page can only say what may have happened.
+ * A GET that gets no answer at all means the gateway is not reachable.
+ * refused says whether the gateway answered.
  */
 async function diagnose(base, path) {
   const where = base.http.replace(/^https?:\/\//, "");
@@ -71,8 +72,9 @@ async function diagnose(base, path) {
     return { refused: false, text: `The gateway at ${where} does not answer.` };
   }
   if (r.status === 426 || r.ok) {
-    return { refused: true, generic: true,
-      text: `The gateway at ${where} did not let you join (a connection limit, a full room, or a name or room it does not accept).` };
+    const what = path.startsWith("/lobby?") ? "it did not accept the room token (expired, for another room, or not signed with its secret), or a limit was reached"
+      : "a connection limit, a full room, or a name or room it does not accept";
+    return { refused: true, generic: true, text: `The gateway at ${where} did not let you join (${what}).` };
   }
   const body = (await r.text().catch(() => "")).trim() || r.statusText;
   return { refused: true, text: `The gateway refused to join: ${body} (HTTP ${r.status}).` };

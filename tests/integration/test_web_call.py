@@ -22,8 +22,14 @@ folder) when it is set (contrib/web/screenshots/ holds the committed ones).
 
 test_web_leave_removes_tile_within_3s: Carol closes her tab; her tile
 (data-participant="Carol_Diaz") must be gone from Alice's and Bob's pages
-within 3 s.  Only PARTICIPANT_LEFT from the relay can do that (without
-it the page drops a silent peer after 15 s, as videocall.rs does).
+within 3 s.  Only PARTICIPANT_LEFT from the relay (2 s after the
+disconnect) can do that; without it the page drops a silent peer after
+15 s, as videocall.rs does.
+
+test_web_tokens_give_names: two pages join with room tokens minted by
+`vcgate --token` (?token=, so /lobby?token=): each joins as the token's
+subject and shows the other by the name in the other's token, which only
+the relay's PARTICIPANT_JOINED carries.
 
 test_web_form_joins_and_errors_are_shown_never_joined: the form, filled
 by its labels and submitted with its Join button, joins (over
@@ -65,6 +71,7 @@ USERS = [("Alice_Ng", "Alice Ng", "ws"), ("Bob_Stone", "Bob Stone", "wt"), ("Car
 # Safari: it captures from a <video> element and a ScriptProcessorNode.
 INIT = {"Alice_Ng": "delete window.MediaStreamTrackProcessor;"}
 SYSTEM = h.SYSTEM_USER
+TOKEN_SECRET = "web-call-test-secret"
 # {"alg":"HS256"}.{"sub":"dave","room":"quiet","room_join":true}.(not a signature)
 FAKE_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkYXZlIiwicm9vbSI6InF1aWV0Iiwicm9vbV9qb2luIjp0cnVlfQ.bm90LWEtc2lnbmF0dXJl"
 
@@ -342,7 +349,7 @@ async def scenario_leave():
 
 
 async def scenario_errors():
-    gw = wts.Gateway(core={"max_room_length": 8})
+    gw = wts.Gateway(core={"max_room_length": 8, "jwt_secret": TOKEN_SECRET})
     site = StaticSite()
     br = wts.Browser(os.path.join(gw.dir, "browser.log"), script="web_browser.js")
     dead_port = h.free_port()
@@ -352,7 +359,7 @@ async def scenario_errors():
         ("nogateway", page_url(site.port, dead_port, room="quiet", user="dave", join="1"), "does not answer"),
         # A token the gateway does not accept (a made-up signature): the
         # page goes to /lobby?token= and shows the gateway's reason.
-        ("token", page_url(site.port, gw.ws_port, token=FAKE_TOKEN, join="1"), "refused to join"),
+        ("token", page_url(site.port, gw.ws_port, token=FAKE_TOKEN, join="1"), "did not accept the room token"),
     ]
     try:
         await br.start()
@@ -413,7 +420,48 @@ async def scenario_errors():
         gw.stop()
 
 
-SCENARIOS = {"call": scenario_call, "leave": scenario_leave, "errors": scenario_errors}
+def mint_token(gw, sub, room, name):
+    conf = h.write_config(core={"jwt_secret": TOKEN_SECRET}, transports=[h.ws_transport(gw.ws_port)])
+    cp = h.run_vcgate(["-c", conf, "--token", "sub=%s,room=%s,name=%s" % (sub, room, name)])
+    token = cp.stdout.strip()
+    if cp.returncode != 0 or token.count(".") != 2:
+        raise h.TestFailure("vcgate --token failed: %s %s" % (cp.stdout, cp.stderr))
+    return token
+
+
+async def scenario_tokens():
+    gw = wts.Gateway(core={"jwt_secret": TOKEN_SECRET})
+    site = StaticSite()
+    br = wts.Browser(os.path.join(gw.dir, "browser.log"), script="web_browser.js")
+    people = [("gina", "Gina Park"), ("hugo", "Hugo Brandt")]
+    try:
+        await br.start()
+        pages = []
+        for sub, name in people:
+            url = page_url(site.port, gw.ws_port, token=mint_token(gw, sub, "tokroom", name), join="1")
+            await br.call("open", sub, url, None, None, timeout=30)
+            pages.append(Page(br, sub))
+        for p, (sub, _) in zip(pages, people):
+            other_sub, other_name = [x for x in people if x[0] != sub][0]
+            st = await p.wait(lambda s: any(x["user"] == other_sub and x["displayName"] == other_name
+                                            and x["e2ee"] and x["videoFramesDecoded"] > 0
+                                            for x in s["participants"]), 30,
+                              "%s named %r, decoding" % (other_sub, other_name))
+            asked = (await br.call("requests", sub))["inPage"]
+            if not any("/lobby?token=" in a for a in asked):
+                raise h.TestFailure("%s did not join through /lobby?token=: %s" % (sub, asked))
+        if not h.wait_until(lambda: "user gina" in gw.srv.log() and "user hugo" in gw.srv.log(), 5):
+            raise h.TestFailure("the gateway did not see the tokens' subjects:\n" + gw.srv.log_tail())
+        print("tokens: gina and hugo joined with room tokens over %s and see each other as %r"
+              % ((await pages[0].call_state())["transport"], [n for _, n in people]))
+    finally:
+        await br.close()
+        site.close()
+        gw.stop()
+
+
+SCENARIOS = {"call": scenario_call, "leave": scenario_leave, "errors": scenario_errors,
+             "tokens": scenario_tokens}
 
 
 # ---------------------------------------------------------------- tests
@@ -477,16 +525,16 @@ def test_web_three_party_call():
     wts.run_isolated(os.path.abspath(__file__), "call", 75)
 
 
-PRESENCE_ON_MAIN = False
+@h.timeout(60)
+def test_web_leave_removes_tile_within_3s():
+    wts.require_browser("inproc", "websocket", "webtransport")
+    wts.run_isolated(os.path.abspath(__file__), "leave", 55)
 
 
 @h.timeout(60)
-def test_web_leave_removes_tile_within_3s():
-    if not PRESENCE_ON_MAIN:
-        raise h.Skip("needs PARTICIPANT_LEFT from the relay (presence, being built in the core); "
-                     "without it a tile goes only after 15 s without traffic")
+def test_web_tokens_give_names():
     wts.require_browser("inproc", "websocket", "webtransport")
-    wts.run_isolated(os.path.abspath(__file__), "leave", 55)
+    wts.run_isolated(os.path.abspath(__file__), "tokens", 55)
 
 
 @h.timeout(60)

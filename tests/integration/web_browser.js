@@ -11,7 +11,7 @@
 // -> {"id": N, "result": ...} or {"id": N, "error": "..."}.  It prints
 // {"ready": true} first and exits when stdin closes.  Run it inside a
 // private network namespace; the resolver rules keep chromium off any
-// network in any case.
+// network in any case.  WT_NETLOG=FILE writes chromium's netlog there.
 "use strict";
 const { chromium } = require("playwright-core");
 
@@ -39,10 +39,11 @@ const RECORD = `(() => {
 })();`;
 
 async function main() {
+  const netlog = process.env.WT_NETLOG ? ["--log-net-log=" + process.env.WT_NETLOG] : [];
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     headless: true,
-    args: [
+    args: [...netlog,
       "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
       "--no-first-run", "--no-sandbox", "--headless",
