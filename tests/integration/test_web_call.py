@@ -42,9 +42,10 @@ accept (the page must have asked for /lobby?token=) each end in state
 "failed" with the reason in a role=alert element, and the page is never
 "joined".
 
-Until the gateway serves contrib/web itself (the websocket transport's
-webroot option), the page comes from a test-local static server on
-127.0.0.1 and is pointed at the gateway with ?gateway=127.0.0.1:PORT.
+The pages come from the gateway itself (the websocket transport's webroot
+set to contrib/web) when the transport has that option; without it, from
+a test-local static server on 127.0.0.1, pointed at the gateway with
+?gateway=127.0.0.1:PORT.
 Everything runs inside a private network namespace (wts.run_isolated).
 """
 
@@ -116,7 +117,7 @@ def page_url(ps_port, gw_port, **q):
 async def open_pages(br, ps, gw, users=USERS, viewport=None):
     pages = []
     for user, name, transport in users:
-        url = page_url(ps.port, gw.ws_port, room=ROOM, user=user, name=name, transport=transport, join="1")
+        url = ps.url(gw.ws_port, room=ROOM, user=user, name=name, transport=transport, join="1")
         await br.call("open", user, url, viewport, INIT.get(user), timeout=30)
         pages.append(Page(br, user))
     for p, (user, _, transport) in zip(pages, users):
@@ -141,14 +142,52 @@ def others_decoding(users, min_frames):
 
 
 class StaticSite:
-    """contrib/web on a test-local static server (until the gateway serves it)."""
+    """contrib/web on a test-local static server, for a page pointed at a
+    gateway with ?gateway= (one that does not serve it, or none at all)."""
 
     def __init__(self):
         self.port = h.free_port()
         self.server = PageServer(WEB, self.port)
 
+    def url(self, gw_port, **q):
+        return page_url(self.port, gw_port, **q)
+
+    def ports(self, gw):
+        return {self.port, gw.ws_port, gw.wt_port}
+
     def close(self):
         self.server.close()
+
+
+def gateway_serves_files():
+    """Whether the websocket transport has the webroot option."""
+    return any(l.strip().startswith("webroot ") for l in h.run_vcgate(["-P", "websocket"]).stdout.splitlines())
+
+
+class GatewaySite:
+    """contrib/web served by the gateway itself (webroot = the source
+    folder): the page finds the gateway from its own origin."""
+
+    ws_opts = {"webroot": WEB}
+
+    def url(self, gw_port, **q):
+        return "http://127.0.0.1:%d/?%s" % (gw_port, urllib.parse.urlencode(q))
+
+    def ports(self, gw):
+        return {gw.ws_port, gw.wt_port}
+
+    def close(self):
+        pass
+
+
+def make_site():
+    """Where the pages come from: the gateway when it serves files (its
+    webroot option), else a static server next to it."""
+    if gateway_serves_files():
+        return GatewaySite()
+    site = StaticSite()
+    site.ws_opts = {}
+    return site
 
 
 class RawListener:
@@ -245,8 +284,8 @@ async def check_requests(pages, allowed_ports):
 # ---------------------------------------------------------------- scenarios
 
 async def scenario_call():
-    gw = wts.Gateway()
-    site = StaticSite()
+    site = make_site()
+    gw = wts.Gateway(ws_opts=site.ws_opts)
     br = wts.Browser(os.path.join(gw.dir, "browser.log"), script="web_browser.js")
     listener = None
     try:
@@ -308,12 +347,12 @@ async def scenario_call():
             print("call: screenshots in %s" % shots)
 
         n_media, n_kfr, n_rsa, n_aes = check_ciphertext(listener.packets, set(names))
-        n_req = await check_requests(pages, {site.port, gw.ws_port, gw.wt_port})
-        print("call: 3 pages (alice ws, bob+carol wt) joined and decoding both others with E2EE in %.1fs; "
+        n_req = await check_requests(pages, site.ports(gw))
+        print("call: pages from %s; 3 of them (alice ws, bob+carol wt) joined and decoding both others with E2EE in %.1fs; "
               "names %s; the listener saw %d MEDIA packets, all ciphertext (plus %d plaintext "
               "KEYFRAME_REQUESTs), %d RSA_PUB_KEY, %d AES_KEY; %d requests, all to the gateway; "
               "RTT to the gateway %s ms"
-              % (joined_s, names_seen, n_media, n_kfr, n_rsa, n_aes, n_req, rtts))
+              % (type(site).__name__, joined_s, names_seen, n_media, n_kfr, n_rsa, n_aes, n_req, rtts))
     finally:
         if listener:
             await listener.close()
@@ -323,8 +362,8 @@ async def scenario_call():
 
 
 async def scenario_leave():
-    gw = wts.Gateway()
-    site = StaticSite()
+    site = make_site()
+    gw = wts.Gateway(ws_opts=site.ws_opts)
     br = wts.Browser(os.path.join(gw.dir, "browser.log"), script="web_browser.js")
     try:
         await br.start()
@@ -349,23 +388,25 @@ async def scenario_leave():
 
 
 async def scenario_errors():
-    gw = wts.Gateway(core={"max_room_length": 8, "jwt_secret": TOKEN_SECRET})
-    site = StaticSite()
+    site = make_site()
+    gw = wts.Gateway(core={"max_room_length": 8, "jwt_secret": TOKEN_SECRET}, ws_opts=site.ws_opts)
+    # A page for a gateway that does not answer comes from elsewhere.
+    elsewhere = StaticSite()
     br = wts.Browser(os.path.join(gw.dir, "browser.log"), script="web_browser.js")
     dead_port = h.free_port()
     cases = [
-        ("badname", page_url(site.port, gw.ws_port, room="bad room!", user="dave", join="1"), "bad room"),
-        ("toolong", page_url(site.port, gw.ws_port, room="abcdefghijk", user="dave", join="1"), "did not let you join"),
-        ("nogateway", page_url(site.port, dead_port, room="quiet", user="dave", join="1"), "does not answer"),
+        ("badname", site.url(gw.ws_port, room="bad room!", user="dave", join="1"), "bad room"),
+        ("toolong", site.url(gw.ws_port, room="abcdefghijk", user="dave", join="1"), "did not let you join"),
+        ("nogateway", elsewhere.url(dead_port, room="quiet", user="dave", join="1"), "does not answer"),
         # A token the gateway does not accept (a made-up signature): the
         # page goes to /lobby?token= and shows the gateway's reason.
-        ("token", page_url(site.port, gw.ws_port, token=FAKE_TOKEN, join="1"), "did not accept the room token"),
+        ("token", site.url(gw.ws_port, token=FAKE_TOKEN, join="1"), "did not accept the room token"),
     ]
     try:
         await br.start()
         # The form, as a person fills it: name and room, then Join; Leave
         # brings the form back.  Automatic transport picks WebTransport.
-        await br.call("open", "form", page_url(site.port, gw.ws_port), timeout=30)
+        await br.call("open", "form", site.url(gw.ws_port), timeout=30)
         form = Page(br, "form")
         await br.call("fill", "form", "Your name", "Erin Ortiz")
         await br.call("fill", "form", "Room", "lobby1")
@@ -376,7 +417,8 @@ async def scenario_errors():
         await br.call("click", "form", "Copy invitation link")
         link = await form.ev("navigator.clipboard.readText()")
         q = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
-        if q.get("room") != ["lobby1"] or q.get("gateway") != ["127.0.0.1:%d" % gw.ws_port]:
+        want_gw = None if isinstance(site, GatewaySite) else ["127.0.0.1:%d" % gw.ws_port]
+        if q.get("room") != ["lobby1"] or q.get("gateway") != want_gw:
             raise h.TestFailure("form: the invitation link is %r" % link)
         await br.call("click", "form", "Leave call")
         await form.wait(lambda s: s["state"] == "idle", 5, "idle after Leave")
@@ -387,8 +429,8 @@ async def scenario_errors():
         await br.call("close", "form")
         # A gateway without WebTransport (its /.well-known answers 404):
         # automatic transport falls back to WebSocket.
-        ws_only = h.start_ws()
-        await br.call("open", "fallback", page_url(site.port, ws_only.port, room="lobby2", user="frank", join="1"),
+        ws_only = h.start_ws(ws_opts=site.ws_opts)
+        await br.call("open", "fallback", site.url(ws_only.port, room="lobby2", user="frank", join="1"),
                       timeout=30)
         st = await Page(br, "fallback").wait(lambda s: s["state"] in ("joined", "failed"), 25, "joined state")
         if st["state"] != "joined" or st["transport"] != "websocket":
@@ -417,6 +459,7 @@ async def scenario_errors():
     finally:
         await br.close()
         site.close()
+        elsewhere.close()
         gw.stop()
 
 
@@ -430,15 +473,15 @@ def mint_token(gw, sub, room, name):
 
 
 async def scenario_tokens():
-    gw = wts.Gateway(core={"jwt_secret": TOKEN_SECRET})
-    site = StaticSite()
+    site = make_site()
+    gw = wts.Gateway(core={"jwt_secret": TOKEN_SECRET}, ws_opts=site.ws_opts)
     br = wts.Browser(os.path.join(gw.dir, "browser.log"), script="web_browser.js")
     people = [("gina", "Gina Park"), ("hugo", "Hugo Brandt")]
     try:
         await br.start()
         pages = []
         for sub, name in people:
-            url = page_url(site.port, gw.ws_port, token=mint_token(gw, sub, "tokroom", name), join="1")
+            url = site.url(gw.ws_port, token=mint_token(gw, sub, "tokroom", name), join="1")
             await br.call("open", sub, url, None, None, timeout=30)
             pages.append(Page(br, sub))
         for p, (sub, _) in zip(pages, people):

@@ -133,7 +133,7 @@ class Browser:
 class Gateway:
     """vcgate with one websocket and one webtransport listener."""
 
-    def __init__(self, workers=1, wt_opts=None, core=None):
+    def __init__(self, workers=1, wt_opts=None, core=None, ws_opts=None):
         self.ws_port = h.free_port()
         self.wt_port = h.free_port(socket.SOCK_DGRAM)
         self.dir = h.tmpdir("vcgate-wt-")
@@ -143,7 +143,7 @@ class Gateway:
         wt.update(wt_opts or {})
         c = {"log_level": "info", "workers": workers}
         c.update(core or {})
-        self.srv = h.start_vcgate(core=c, transports=[h.ws_transport(self.ws_port), wt])
+        self.srv = h.start_vcgate(core=c, transports=[h.ws_transport(self.ws_port, **(ws_opts or {})), wt])
         with open(self.hash_file) as f:
             self.hash = f.read().strip()
         if len(self.hash) != 64:
