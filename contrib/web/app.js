@@ -442,12 +442,17 @@ function refresh() {
     const rtt = call.rttMs !== null ? ` · ${Math.round(call.rttMs)} ms to the gateway` : "";
     t.quality.title = `${QUALITY_TEXT[q]}: ${p.stats.fps} fps, ${p.stats.lossPct.toFixed(1)}% lost, ${Math.round(p.jitterMs)} ms jitter${rtt}`;
     t.quality.setAttribute("aria-label", t.quality.title);
-    const e2ee = p.e2ee ? "on" : p.plaintext ? "off" : "wait";
+    const e2ee = p.e2ee ? "on" : p.plaintext ? "off" : !call.e2ee && p.undecryptable ? "locked" : "wait";
     if (t.e2eeState !== e2ee) {
       t.e2eeState = e2ee;
       t.e2ee.className = "pill" + (e2ee === "on" ? " e2ee-on" : e2ee === "off" ? " e2ee-off" : "");
       t.e2ee.innerHTML = e2ee === "off" ? ICONS.unlock : ICONS.lock;
-      t.e2ee.title = e2ee === "on" ? "End-to-end encrypted" : e2ee === "off" ? "Not encrypted: this participant sends plaintext" : "Waiting for this participant's key";
+      t.e2ee.title = {
+        on: "End-to-end encrypted",
+        off: "Not encrypted: this participant sends plaintext",
+        locked: "Encrypted: rejoin with end-to-end encryption on to see and hear this participant",
+        wait: "Waiting for this participant's key",
+      }[e2ee];
       t.e2ee.setAttribute("aria-label", t.e2ee.title);
     }
     const sharing = p.screenEnabled !== false && now - p.screen.lastFrameAt < 3000;
