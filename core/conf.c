@@ -1,6 +1,7 @@
 #include "conf.h"
 #include "log.h"
 #include "connlimit.h"
+#include "admin.h"
 #include <gnutls/gnutls.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -83,9 +84,17 @@ const vcg_option_t vcg__core_options[] = {
 };
 #undef S
 
+typedef struct { char *listen; } admin_conf_t;
+const vcg_option_t vcg__admin_options[] = {
+  VCG_OPTION_STRING(admin_conf_t, listen, "listen", NULL,
+                    "admin HTTP listener (/metrics, /livez, /readyz, /version): \"host:port\""),
+  VCG_OPTION_END
+};
+
 const char vcg__default_config[] =
-  "# vcgate embedded default: loopback only, both transports, in-process bus.\n"
-  "core = { workers = 1; };\n"
+  "# vcgate embedded default: loopback only, both transports, in-process bus,\n"
+  "# the admin listener (metrics, health) on 127.0.0.1:9090.\n"
+  "core = { workers = 1; admin = { listen = \"127.0.0.1:9090\"; }; };\n"
   "transports = (\n"
   "  { plugin = \"websocket\"; listen = \"127.0.0.1:8080\"; }\n"
 #ifdef VCG_DEFAULT_WEBTRANSPORT
@@ -409,8 +418,22 @@ int vcg__config_load(vcg__config_t *c, const char *path, const char *text,
       nerr++;
     }
   }
-  nerr += vcg__conf_fill(vcg__core_options, config_lookup(&cfg, "core"), &c->core, NULL,
+  static const char *const core_groups[] = { "admin", NULL };
+  nerr += vcg__conf_fill(vcg__core_options, config_lookup(&cfg, "core"), &c->core, core_groups,
                          "core.", file, errs);
+  admin_conf_t ac = { NULL };
+  nerr += vcg__conf_fill(vcg__admin_options, config_lookup(&cfg, "core.admin"), &ac, NULL,
+                         "core.admin.", file, errs);
+  c->admin_listen = ac.listen;
+  if (ac.listen) {
+    struct sockaddr_storage ss;
+    if (vcg__admin_parse_listen(ac.listen, &ss) != 0) {
+      const config_setting_t *s = config_lookup(&cfg, "core.admin.listen");
+      vcg__errs_add(errs, "%s:%d: core.admin.listen: expected \"host:port\" or \"[v6addr]:port\", "
+                    "got \"%s\"", src_file(s, file), s ? config_setting_source_line(s) : 0, ac.listen);
+      nerr++;
+    }
+  }
   /* Settings whose value is one of a few words: checked here, with the
    * line of the setting when the file has one. */
   struct { const char *path, *val, *choices; int ok; } words[] = {
@@ -502,6 +525,7 @@ void vcg__config_free(vcg__config_t *c) {
   release_instance(&c->bus);
   vcg__conf_release(vcg__core_options, &c->core);
   vcg__jwt_keys_free(&c->jwt_keys);
+  free(c->admin_listen);
   free(c->file);
   memset(c, 0, sizeof *c);
 }

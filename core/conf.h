@@ -81,7 +81,11 @@ typedef struct vcg__config {
    * configuration is loaded (at start and on every reload). */
   vcg__jwt_keys_t jwt_keys;
   const char *jwt_keys_from;       /* where they came from, for the log */
+  char *admin_listen;              /* core.admin.listen; NULL: no admin listener */
 } vcg__config_t;
+
+/* The options of the core.admin group. */
+extern const vcg_option_t vcg__admin_options[];
 
 /* Parse a config from a file (path != NULL) or from text.  Plugins are
  * looked up in search_dirs (NULL-terminated, tried first) and then in

@@ -62,30 +62,39 @@ int vcg__cidr_match(const vcg__cidr_t *c, const struct sockaddr *sa) {
   return 1;
 }
 
+/* Parse a trusted list into a new array. */
+static int parse_trusted(char **trusted, vcg__cidr_t **out, size_t *nout, char *err, size_t errlen) {
+  size_t n = 0;
+  while (trusted && trusted[n]) n++;
+  vcg__cidr_t *t = calloc(n ? n : 1, sizeof *t);
+  if (!t) { snprintf(err, errlen, "out of memory"); return VCG_ENOMEM; }
+  for (size_t i = 0; i < n; i++) {
+    if (vcg__cidr_parse(trusted[i], &t[i]) != 0) {
+      snprintf(err, errlen, "core.trusted_addresses: '%s' is not an address or CIDR", trusted[i]);
+      free(t);
+      return VCG_EINVAL;
+    }
+  }
+  *out = t;
+  *nout = n;
+  return 0;
+}
+
 int vcg__limits_init(vcg__limits_t *l, long max_total, long max_per_ip,
                      char **trusted, char *err, size_t errlen) {
   memset(l, 0, sizeof *l);
   atomic_init(&l->total, 0);
-  l->max_total = max_total;
-  l->max_per_ip = max_per_ip;
-  size_t n = 0;
-  while (trusted && trusted[n]) n++;
+  atomic_init(&l->max_total, max_total);
+  atomic_init(&l->max_per_ip, max_per_ip);
   uint64_t seed = 0;
   /* Addresses are the client's choice (IPv6 especially): a random seed
    * keeps them from being aimed at one chain. */
   if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = (uint64_t)(uintptr_t)l;
-  l->trusted = calloc(n ? n : 1, sizeof *l->trusted);
-  if (!l->trusted || vcg_htab_init(&l->by_addr, 1024, seed) != 0) {
+  if (parse_trusted(trusted, &l->trusted, &l->ntrusted, err, errlen) != 0) return VCG_EINVAL;
+  if (vcg_htab_init(&l->by_addr, 1024, seed) != 0) {
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
-  for (size_t i = 0; i < n; i++) {
-    if (vcg__cidr_parse(trusted[i], &l->trusted[i]) != 0) {
-      snprintf(err, errlen, "core.trusted_addresses: '%s' is not an address or CIDR", trusted[i]);
-      goto fail;
-    }
-  }
-  l->ntrusted = n;
   if (uv_mutex_init(&l->lock) != 0) { snprintf(err, errlen, "mutex init failed"); goto fail; }
   return 0;
 fail:
@@ -93,6 +102,22 @@ fail:
   vcg_htab_free(&l->by_addr);
   l->trusted = NULL;
   return VCG_EINVAL;
+}
+
+int vcg__limits_update(vcg__limits_t *l, long max_total, long max_per_ip, char **trusted,
+                       char *err, size_t errlen) {
+  vcg__cidr_t *t;
+  size_t n;
+  if (parse_trusted(trusted, &t, &n, err, errlen) != 0) return VCG_EINVAL;
+  uv_mutex_lock(&l->lock);
+  vcg__cidr_t *old = l->trusted;
+  l->trusted = t;
+  l->ntrusted = n;
+  uv_mutex_unlock(&l->lock);
+  free(old);
+  atomic_store(&l->max_total, max_total);
+  atomic_store(&l->max_per_ip, max_per_ip);
+  return 0;
 }
 
 void vcg__limits_free(vcg__limits_t *l) {
@@ -117,17 +142,21 @@ static int key_eq(const vcg_hnode_t *n, const void *key) {
 
 int vcg__limits_acquire(vcg__limits_t *l, const struct sockaddr *sa, int *counted) {
   *counted = 0;
-  if (atomic_fetch_add(&l->total, 1) >= l->max_total) {
+  if (atomic_fetch_add(&l->total, 1) >= atomic_load(&l->max_total)) {
     atomic_fetch_sub(&l->total, 1);
     return VCG_EBUSY;
   }
   uint8_t key[17] = { 0 };
   int fam = addr_bytes(sa, key + 1);
-  if (!fam || trusted(l, sa)) return 0;
+  if (!fam) return 0;
   key[0] = (uint8_t)fam;
   uint64_t h = vcg_hash(key, sizeof key, l->by_addr.seed);
   int rc = 0;
   uv_mutex_lock(&l->lock);
+  if (trusted(l, sa)) {
+    uv_mutex_unlock(&l->lock);
+    return 0;
+  }
   vcg_hnode_t *hn = vcg_htab_find(&l->by_addr, h, key_eq, key);
   vcg__ipcount_t *e = hn ? vcg_container_of(hn, vcg__ipcount_t, node) : NULL;
   if (!e) {
@@ -135,7 +164,7 @@ int vcg__limits_acquire(vcg__limits_t *l, const struct sockaddr *sa, int *counte
     if (!e) rc = VCG_ENOMEM;
     else { memcpy(e->key, key, sizeof key); vcg_htab_insert(&l->by_addr, &e->node, h); }
   }
-  if (e && e->count >= l->max_per_ip) rc = VCG_EAGAIN;
+  if (e && e->count >= atomic_load(&l->max_per_ip)) rc = VCG_EAGAIN;
   else if (e) { e->count++; *counted = 1; }
   if (e && e->count == 0) { vcg_htab_remove(&l->by_addr, &e->node); free(e); }
   uv_mutex_unlock(&l->lock);

@@ -21,11 +21,11 @@ typedef struct vcg__ipcount vcg__ipcount_t;
 
 typedef struct vcg__limits {
   atomic_long total;
-  long max_total;
-  long max_per_ip;
+  atomic_long max_total;      /* a reload may change the limits: atomics */
+  atomic_long max_per_ip;
+  uv_mutex_t lock;            /* guards the trusted list and the table */
   vcg__cidr_t *trusted;
   size_t ntrusted;
-  uv_mutex_t lock;            /* guards the per-address table */
   vcg_htab_t by_addr;         /* vcg__ipcount_t by address */
 } vcg__limits_t;
 
@@ -36,6 +36,10 @@ int vcg__cidr_match(const vcg__cidr_t *c, const struct sockaddr *sa);
 int vcg__limits_init(vcg__limits_t *l, long max_total, long max_per_ip,
                      char **trusted, char *err, size_t errlen);
 void vcg__limits_free(vcg__limits_t *l);
+/* A reload: new limits for the next connections (open ones keep their
+ * slots).  0, or VCG_EINVAL with the reason in err (nothing changed). */
+int vcg__limits_update(vcg__limits_t *l, long max_total, long max_per_ip, char **trusted,
+                       char *err, size_t errlen);
 /* Take one slot for a connection from sa.  Returns 0; VCG_EAGAIN when the
  * address is over its limit; VCG_EBUSY when the process is full. *counted
  * tells whether the per-address count was taken (release must mirror it). */

@@ -12,16 +12,11 @@
 #include "log.h"
 #include "packet.h"
 #include "room.h"
+#include "stats.h"
 
 typedef struct vcg__worker vcg__worker_t;
 typedef struct vcg__process vcg__process_t;
 
-/* Core counters of one worker; read by main after the worker stopped. */
-typedef struct vcg__stats {
-  uint64_t sessions_opened, sessions_refused, packets_in, packets_relayed,
-           packets_dropped, packets_shed, packets_malformed, slow_closed, bus_in, bus_out,
-           observers_opened, packets_refused, events_sent;
-} vcg__stats_t;
 
 #define VCG__MAX_COUNTERS 32
 /* The handle a plugin instance sees as vcg_worker_t: one per (worker,
@@ -35,6 +30,10 @@ struct vcg_worker {
    * per-packet calls are one load away (NULL for the other kind). */
   const vcg_transport_ops_t *top;
   const vcg_bus_ops_t *bop;
+  vcg__tstats_t ts;          /* a transport binding's metrics */
+  atomic_int bus_up;         /* a bus binding: connected (host->bus_state_ts) */
+  atomic_int bus_was_up;
+  vcg__ctr_t bus_reconnects;
   int started, stopped;
   /* Named counters, added to from the loop and (the *_ts calls) from
    * plugin threads.  Adding to an existing counter is one atomic add; the
@@ -55,6 +54,7 @@ struct vcg_session {
   vcg__room_t *room;
   uint32_t slot;
   int closing;
+  int close_why;            /* the server's enum vcg_close_reason, when closing */
   int ip_counted;
   int admitted;             /* the transport holds the limits slot */
   /* Presence (presence.c): a session is "testing" until its first packet
@@ -89,6 +89,13 @@ enum { VCG__RUNNING = 0, VCG__DRAINING = 1, VCG__STOPPING = 2, VCG__STOPPED = 3 
 
 struct vcg__worker {
   vcg__process_t *proc;
+  /* The configuration generation this worker runs on.  Worker thread
+   * only: a reload hands the next one over through cmd_reload, and the
+   * main thread frees the old one once every worker has switched. */
+  const vcg__config_t *cfg;
+  const vcg__config_t *_Atomic cfg_next; /* set by main, taken by the worker */
+  atomic_int cmd_reload;
+  atomic_size_t max_msg;     /* cfg's max_message_size, for other threads */
   unsigned index;
   uv_loop_t loop;
   uv_thread_t thread;
@@ -133,6 +140,11 @@ struct vcg__process {
   uv_async_t *done_async;    /* main loop: a worker finished */
   atomic_int workers_done;
   atomic_int warned_no_secret; /* the "no secret" ERROR is logged once */
+  /* Process state for /readyz and the metrics; main thread writes. */
+  atomic_int started;        /* every worker started: every listener bound */
+  atomic_int draining;       /* SIGTERM/SIGINT came */
+  vcg__ctr_t reloads_ok, reloads_failed, last_reload_ok_s;
+  atomic_uint reload_acks;   /* workers that took the new generation */
   vcg__info_t info;
 };
 
@@ -141,6 +153,7 @@ struct vcg__process {
 static inline int vcg__session_send(vcg_session_t *s, vcg_packet_t *p) {
   s->qp++;
   s->qb += p->len;
+  VCG__ADD(s->t->core->stats.queued_bytes, p->len);
   return s->t->top->send(s->t->inst, s->conn, p);
 }
 
@@ -148,6 +161,7 @@ static inline int vcg__session_send(vcg_session_t *s, vcg_packet_t *p) {
 static inline void vcg__session_close(vcg_session_t *s, int why, const char *reason) {
   if (s->closing) return;
   s->closing = 1;
+  s->close_why = why;
   s->t->top->close(s->t->inst, s->conn, why, reason);
 }
 

@@ -37,7 +37,7 @@ static int h_packet_media_type(const vcg_packet_t *p) { return p->media_type; }
 static uint64_t h_packet_session_id(const vcg_packet_t *p) { return p->session_id; }
 static uint64_t h_session_id(const vcg_session_t *s) { return s->id; }
 static size_t h_max_message_size(vcg_worker_t *b) {
-  return (size_t)b->core->proc->cfg->core.max_message_size;
+  return (size_t)b->core->cfg->core.max_message_size;
 }
 
 /* Named counters: a small fixed table per binding.  Names are expected to
@@ -126,6 +126,12 @@ static uint64_t h_packet_deadline(const vcg_packet_t *p) {
   return p->deadline_ms ? p->deadline_ms : UINT64_MAX;
 }
 
+static void h_bus_state_ts(vcg_worker_t *b, int up) {
+  int was = atomic_exchange(&b->bus_up, up ? 1 : 0);
+  if (up && !was && atomic_exchange(&b->bus_was_up, 1))
+    atomic_fetch_add(&b->bus_reconnects, 1); /* up again after having been up */
+}
+
 const vcg_host_api_t vcg__host_api = {
   .size = sizeof(vcg_host_api_t),
   .abi_major = VCG_ABI_MAJOR,
@@ -157,4 +163,6 @@ const vcg_host_api_t vcg__host_api = {
   .conn_release = h_conn_release,
   .packet_deadline = h_packet_deadline,
   .packet_shed = vcg__relay_shed,
+  .packet_take = vcg__relay_take,
+  .bus_state_ts = h_bus_state_ts,
 };

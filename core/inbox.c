@@ -6,7 +6,7 @@
 #include "relay.h"
 
 static int bus_fanout(vcg__worker_t *w, const char *room_name, uint64_t origin, vcg_packet_t *p) {
-  w->stats.bus_in++;
+  VCG__ADD(w->stats.bus_in, 1);
   /* Room events (from the server of another node, or a meeting service)
    * come with no origin session; presence decides who gets them. */
   if (!(origin == 0 && p->type == VCG_PT_MEETING && vcg__presence_bus_event(w, room_name, p))) {
@@ -21,7 +21,8 @@ static int bus_fanout(vcg__worker_t *w, const char *room_name, uint64_t origin, 
  * as a client's packet, stamping nothing. */
 static vcg_packet_t *packet_from_bus(vcg__worker_t *w, const uint8_t *data, size_t len) {
   vcg__pw_header_t h;
-  if (len > (size_t)w->proc->cfg->core.max_message_size || vcg__pw_decode(data, len, &h) != 0)
+  /* Any thread: the limit is the worker's atomic copy, not its cfg. */
+  if (len > atomic_load_explicit(&w->max_msg, memory_order_relaxed) || vcg__pw_decode(data, len, &h) != 0)
     return NULL;
   return vcg__packet_copy(data, len, &h);
 }
@@ -31,7 +32,7 @@ int vcg__bus_deliver(vcg_worker_t *b, const char *room, uint64_t origin,
   vcg__worker_t *w = b->core;
   vcg_packet_t *p = packet_from_bus(w, data, len);
   if (!p) {
-    w->stats.packets_malformed++;
+    VCG__ADD(w->stats.packets_malformed, 1);
     return VCG_EINVAL;
   }
   return bus_fanout(w, room, origin, p);

@@ -76,13 +76,15 @@ static int b64url_encode(const void *data, size_t n, char **out) {
   return 0;
 }
 
-static int fail(int *why, int reason, char *msg, size_t msglen, const char *text) {
+static int fail_(vcg__jwt_claims_t *c, int kind, int *why, int reason, char *msg, size_t msglen,
+                 const char *text) {
+  c->fail = kind;
   *why = reason;
   snprintf(msg, msglen, "%s", text);
   return reason == VCG_CLOSE_UNAUTHORIZED ? VCG_EACCES : VCG_EPERM;
 }
 
-#define MALFORMED(text) fail(why, VCG_CLOSE_FORBIDDEN, msg, msglen, "malformed token: " text)
+#define MALFORMED(text) fail_(c, VCG__JWT_MALFORMED, why, VCG_CLOSE_FORBIDDEN, msg, msglen, "malformed token: " text)
 
 /* A string claim into dst (cap bytes with the NUL). */
 static int str_claim(json_t *o, const char *name, int required, char *dst, size_t cap) {
@@ -120,6 +122,7 @@ static int time_claim(json_t *o, const char *name, int required, int64_t *dst) {
 int vcg__jwt_verify(const vcg__jwt_keys_t *keys, const char *issuer, int64_t leeway_ms,
                     int64_t now_ms, const char *token, size_t len, vcg__jwt_claims_t *c,
                     int *why, char *msg, size_t msglen) {
+  c->fail = VCG__JWT_OK;
   if (len > VCG__JWT_MAX) return MALFORMED("too long");
   const char *d1 = memchr(token, '.', len);
   const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
@@ -138,7 +141,7 @@ int vcg__jwt_verify(const vcg__jwt_keys_t *keys, const char *issuer, int64_t lee
   json_t *alg = h ? json_object_get(h, "alg") : NULL;
   if (!json_is_object(h)) { rc = MALFORMED("header is not a JSON object"); goto out; }
   if (!json_is_string(alg) || strcmp(json_string_value(alg), "HS256") != 0) {
-    rc = fail(why, VCG_CLOSE_FORBIDDEN, msg, msglen, "token algorithm is not HS256");
+    rc = fail_(c, VCG__JWT_MALFORMED, why, VCG_CLOSE_FORBIDDEN, msg, msglen, "token algorithm is not HS256");
     goto out;
   }
   if (json_object_get(h, "crit")) { rc = MALFORMED("unsupported critical header"); goto out; }
@@ -151,7 +154,7 @@ int vcg__jwt_verify(const vcg__jwt_keys_t *keys, const char *issuer, int64_t lee
       continue;
     ok = sig.size == sizeof mac && gnutls_memcmp(mac, sig.data, sizeof mac) == 0;
   }
-  if (!ok) { rc = fail(why, VCG_CLOSE_FORBIDDEN, msg, msglen, "invalid token signature"); goto out; }
+  if (!ok) { rc = fail_(c, VCG__JWT_SIGNATURE, why, VCG_CLOSE_FORBIDDEN, msg, msglen, "invalid token signature"); goto out; }
   o = json_loadb((const char *)body.data, body.size, JSON_REJECT_DUPLICATES, &jerr);
   if (!json_is_object(o)) { rc = MALFORMED("claims are not a JSON object"); goto out; }
   char iss[256];
@@ -164,15 +167,15 @@ int vcg__jwt_verify(const vcg__jwt_keys_t *keys, const char *issuer, int64_t lee
     goto out;
   }
   if (strcmp(iss, issuer) != 0) {
-    rc = fail(why, VCG_CLOSE_FORBIDDEN, msg, msglen, "invalid token issuer");
+    rc = fail_(c, VCG__JWT_ISSUER, why, VCG_CLOSE_FORBIDDEN, msg, msglen, "invalid token issuer");
     goto out;
   }
   if (c->exp * 1000 + leeway_ms <= now_ms) {
-    rc = fail(why, VCG_CLOSE_UNAUTHORIZED, msg, msglen, "token has expired");
+    rc = fail_(c, VCG__JWT_EXPIRED, why, VCG_CLOSE_UNAUTHORIZED, msg, msglen, "token has expired");
     goto out;
   }
   if (c->nbf && c->nbf * 1000 - leeway_ms > now_ms) {
-    rc = fail(why, VCG_CLOSE_UNAUTHORIZED, msg, msglen, "token is not valid yet");
+    rc = fail_(c, VCG__JWT_EXPIRED, why, VCG_CLOSE_UNAUTHORIZED, msg, msglen, "token is not valid yet");
     goto out;
   }
   rc = 0;

@@ -25,12 +25,17 @@ typedef struct vcg__jwt_keys {
   size_t *len;
 } vcg__jwt_keys_t;
 
+/* Why a token was refused (the metrics' reason label). */
+enum { VCG__JWT_OK = -1, VCG__JWT_EXPIRED = 0, VCG__JWT_SIGNATURE, VCG__JWT_ISSUER,
+       VCG__JWT_MALFORMED };
+
 typedef struct vcg__jwt_claims {
   char sub[VCG__JWT_CLAIM_MAX + 1];
   char room[VCG__JWT_CLAIM_MAX + 1];
   char display_name[VCG__JWT_DISPLAY_MAX + 1]; /* "" when absent */
   int room_join, is_host, observer;
   int64_t exp, nbf;                /* seconds; nbf 0 when absent */
+  int fail;                        /* VCG__JWT_*: why verify refused it */
 } vcg__jwt_claims_t;
 
 /* Add a secret (copied).  0 or VCG_ENOMEM. */

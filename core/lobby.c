@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "names.h"
+#include "stats.h"
 #include "vcgate/plugin.h"
 
 static int hexval(unsigned char c) {
@@ -56,8 +57,10 @@ static int find_token(const char *q, size_t qlen, vcg__lobby_req_t *req, int *wh
       size_t raw = (size_t)(pe - p - 6);
       long n = raw > 3 * (size_t)VCG__LOBBY_TOKEN_MAX
                    ? -1 : vcg__pct_decode(req->token_buf, sizeof req->token_buf, p + 6, raw, ' ');
-      if (n < 0 && raw > VCG__LOBBY_TOKEN_MAX) /* a token, but over the limit */
+      if (n < 0 && raw > VCG__LOBBY_TOKEN_MAX) { /* a token, but over the limit */
+        req->auth_fail = VCG__AF_MALFORMED;
         return refuse(why, VCG_CLOSE_FORBIDDEN, msg, msglen, "malformed token: too long", VCG_EPERM);
+      }
       if (n < 0)
         return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, "bad percent-encoding in token",
                       VCG_EINVAL);
@@ -109,21 +112,30 @@ static int check_names(const vcg__lobby_conf_t *conf, vcg__lobby_req_t *req, int
 /* Verify the token and take identity, room and rights from it. */
 static int token_join(const vcg__lobby_conf_t *conf, vcg__lobby_req_t *req, int *why, char *msg,
                       size_t msglen) {
-  if (!conf->keys || conf->keys->n == 0)
+  if (!conf->keys || conf->keys->n == 0) {
+    req->auth_fail = VCG__AF_NO_SECRET;
     return refuse(why, VCG_CLOSE_INTERNAL, msg, msglen, "server misconfigured", VCG_EINVAL);
+  }
   vcg__jwt_claims_t *c = &req->claims;
   int rc = vcg__jwt_verify(conf->keys, conf->issuer, conf->leeway_ms, conf->now_ms, req->token,
                            req->token_len, c, why, msg, msglen);
-  if (rc != 0) return rc;
-  if (!c->room_join && !c->observer)
+  if (rc != 0) {
+    static const int map[] = { VCG__AF_EXPIRED, VCG__AF_SIGNATURE, VCG__AF_ISSUER, VCG__AF_MALFORMED };
+    req->auth_fail = c->fail >= 0 && c->fail < 4 ? map[c->fail] : VCG__AF_MALFORMED;
+    return rc;
+  }
+  if (!c->room_join && !c->observer) {
+    req->auth_fail = VCG__AF_NO_ACCESS;
     return refuse(why, VCG_CLOSE_FORBIDDEN, msg, msglen, "token grants no access to the room",
                   VCG_EPERM);
+  }
   snprintf(req->user, sizeof req->user, "%s", c->sub);
   snprintf(req->room, sizeof req->room, "%s", c->room);
   snprintf(req->display_name, sizeof req->display_name, "%s", c->display_name);
   req->observer = c->observer;
   req->is_host = c->is_host;
-  return check_names(conf, req, 1, why, msg, msglen);
+  if ((rc = check_names(conf, req, 1, why, msg, msglen)) != 0) req->auth_fail = VCG__AF_CLAIMS;
+  return rc;
 }
 
 int vcg__lobby_parse(const vcg__lobby_conf_t *conf, const char *target,
@@ -132,6 +144,7 @@ int vcg__lobby_parse(const vcg__lobby_conf_t *conf, const char *target,
   const size_t pl = sizeof pfx - 1;
   req->user[0] = req->room[0] = req->display_name[0] = '\0';
   req->observer = req->is_host = 0;
+  req->auth_fail = -1;
   req->token = NULL;
   req->token_len = 0;
   if (!target) return refuse(why, VCG_CLOSE_BAD_REQUEST, msg, msglen, "no request target", VCG_EINVAL);

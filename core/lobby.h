@@ -43,6 +43,7 @@ typedef struct vcg__lobby_req {
   size_t token_len;
   char token_buf[VCG__LOBBY_TOKEN_MAX + 1];
   vcg__jwt_claims_t claims;             /* scratch for the token's claims */
+  int auth_fail;                        /* a refused token: VCG__AF_* (stats.h), else -1 */
 } vcg__lobby_req_t;
 
 /* Parse target: the legacy identity and room, or a token, verified

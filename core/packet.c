@@ -109,6 +109,7 @@ static vcg_packet_t *packet_alloc(size_t len) {
   atomic_init(&p->refs, 1);
   p->len = (uint32_t)len;
   p->deadline_ms = 0; /* unset: vcg__relay_stamp() sets it by class */
+  p->arrival_ms = 0;
   return p;
 }
 

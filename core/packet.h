@@ -19,6 +19,7 @@ struct vcg_packet {
   uint64_t session_id; /* PacketWrapper.session_id after stamping */
   uint64_t deadline_ms;/* loop time after which it is not sent; UINT64_MAX:
                           never dropped (host->packet_deadline) */
+  uint64_t arrival_ms; /* loop time it entered the relay (0: server-made) */
   uint8_t data[];
 };
 

@@ -41,7 +41,7 @@ static void broadcast(vcg__worker_t *w, const char *room_name, vcg_session_t *ex
                       vcg_packet_t *p) {
   if (!p) return;
   vcg__room_t *room = vcg__room_find(&w->rooms, room_name);
-  w->stats.events_sent++;
+  VCG__ADD(w->stats.events_sent, 1);
   if (room) vcg__relay_fanout(w, room, except, 0, p);
   vcg__relay_publish(w, room_name, 0, p);
   vcg__packet_unref(p);
@@ -107,7 +107,7 @@ static void roster(vcg__worker_t *w, vcg__room_t *room, vcg_session_t *local_to,
     if (m == skip || !announced(m)) continue;
     vcg_packet_t *p = joined_of(m, to);
     if (!p) continue;
-    w->stats.events_sent++;
+    VCG__ADD(w->stats.events_sent, 1);
     if (local_to) vcg__session_send(local_to, p);
     else {
       vcg__relay_publish(w, room->name, 0, p);

@@ -22,6 +22,12 @@ void vcg__relay_stamp(vcg__worker_t *w, vcg_packet_t *p);
 /* r's transport dropped p past its deadline: count it, tell the sender
  * (when it is a local session) and release p's reference. */
 void vcg__relay_shed(vcg_session_t *r, vcg_packet_t *p);
+/* r's transport takes p from its queue to write it now: 1 when p is past
+ * its deadline (shed as above: do not touch it again), else 0 (the relay
+ * latency is recorded). */
+int vcg__relay_take(vcg_session_t *r, vcg_packet_t *p);
+/* The metrics' kind (VCG__K_*) of a packet of this type, media type and size. */
+int vcg__packet_kind(int type, int media_type, size_t len);
 /* Publish p (borrowed) for the other workers and nodes. */
 void vcg__relay_publish(vcg__worker_t *w, const char *room, uint64_t session_id,
                         vcg_packet_t *p);

@@ -27,9 +27,9 @@ static uint64_t next_id(vcg__worker_t *w) {
 
 static int refused(vcg__worker_t *w, int *why, int reason, char *msg, size_t msglen,
                    const char *text, int rc) {
+  (void)w;
   *why = reason;
   snprintf(msg, msglen, "%s", text);
-  w->stats.sessions_refused++;
   return rc;
 }
 
@@ -37,7 +37,7 @@ static int refused(vcg__worker_t *w, int *why, int reason, char *msg, size_t msg
  * from the user and room a 1.1 transport decoded itself. */
 static int join_request(vcg__worker_t *w, const vcg_session_info_t *info, vcg__lobby_req_t *req,
                         int *why, char *msg, size_t msglen) {
-  const vcg__config_t *cfg = w->proc->cfg;
+  const vcg__config_t *cfg = w->cfg;
   const vcg__core_conf_t *cc = &cfg->core;
   uv_timeval64_t tv;
   uv_gettimeofday(&tv);
@@ -52,7 +52,7 @@ static int join_request(vcg__worker_t *w, const vcg_session_info_t *info, vcg__l
   req->observer = req->is_host = 0;
   if (info->size >= offsetof(vcg_session_info_t, target) + sizeof info->target && info->target) {
     if ((rc = vcg__lobby_parse(&lc, info->target, req, why, msg, msglen)) != 0) {
-      w->stats.sessions_refused++;
+      if (req->auth_fail >= 0) VCG__ADD(w->stats.auth_failures[req->auth_fail], 1);
       if (req->token && *why == VCG_CLOSE_INTERNAL &&
           !atomic_exchange(&w->proc->warned_no_secret, 1))
         vcg__logf(w->proc->log, VCG_LOG_ERROR, "core", 0,
@@ -75,11 +75,11 @@ static int join_request(vcg__worker_t *w, const vcg_session_info_t *info, vcg__l
   return 0;
 }
 
-int vcg__session_open(vcg_worker_t *b, const vcg_session_info_t *info,
-                      vcg_session_t **out, int *why, char *msg, size_t msglen) {
+static int open_session(vcg_worker_t *b, const vcg_session_info_t *info,
+                        vcg_session_t **out, int *why, char *msg, size_t msglen) {
   vcg__worker_t *w = b->core;
   vcg__process_t *proc = w->proc;
-  const vcg__core_conf_t *cc = &proc->cfg->core;
+  const vcg__core_conf_t *cc = &w->cfg->core;
   int rc;
   *out = NULL;
   if (w->state != VCG__RUNNING) {
@@ -140,8 +140,8 @@ int vcg__session_open(vcg_worker_t *b, const vcg_session_info_t *info,
   else if (info->peer && info->peer->sa_family == AF_INET)
     memcpy(&s->peer.in, info->peer, sizeof s->peer.in);
   w->nsessions++;
-  w->stats.sessions_opened++;
-  if (s->observer) w->stats.observers_opened++;
+  VCG__ADD(w->stats.sessions_opened, 1);
+  if (s->observer) VCG__ADD(w->stats.observers_opened, 1);
   VCG__LOG(w, VCG_LOG_INFO, s->id, "opened: user %s room %s via %s%s", s->user, room->name,
            b->pc->name, s->observer ? " (observer)" : "");
   *out = s;
@@ -162,6 +162,19 @@ nomem:
   return refused(w, why, VCG_CLOSE_INTERNAL, msg, msglen, "out of memory", VCG_ENOMEM);
 }
 
+int vcg__session_open(vcg_worker_t *b, const vcg_session_info_t *info,
+                      vcg_session_t **out, int *why, char *msg, size_t msglen) {
+  int rc = open_session(b, info, out, why, msg, msglen);
+  if (rc != 0) {
+    VCG__ADD(b->core->stats.sessions_refused, 1);
+    VCG__ADD(b->ts.rejected[vcg__reject_index(*why)], 1);
+  } else {
+    VCG__ADD(b->ts.opened, 1);
+    VCG__ADD(b->ts.sessions, 1);
+  }
+  return rc;
+}
+
 /* Keyframe requests make every sender of video produce a large frame, so a
  * session may send at most two a second. */
 static int keyframe_allowed(vcg__worker_t *w, vcg_session_t *s) {
@@ -172,26 +185,29 @@ static int keyframe_allowed(vcg__worker_t *w, vcg_session_t *s) {
 
 /* A client packet the relay does not vouch for: counted, not relayed. */
 static int refuse_packet(vcg__worker_t *w, vcg_session_t *s, const char *what) {
-  w->stats.packets_refused++;
+  VCG__ADD(w->stats.packets_refused, 1);
   VCG__LOG(w, VCG_LOG_DEBUG, s->id, "dropped a packet: %s", what);
   return 0;
 }
 
 int vcg__session_deliver(vcg_session_t *s, const uint8_t *data, size_t len) {
   vcg__worker_t *w = s->t->core;
-  const vcg__core_conf_t *cc = &w->proc->cfg->core;
+  const vcg__core_conf_t *cc = &w->cfg->core;
   if (s->closing) return 0;
-  w->stats.packets_in++;
+  VCG__ADD(w->stats.packets_in, 1);
   if (len > (size_t)cc->max_message_size) {
     vcg__session_close(s, VCG_CLOSE_TOO_BIG, "message too big");
     return VCG_EMSGSIZE;
   }
+  VCG__ADD(s->t->ts.rx_bytes, len);
   vcg__pw_header_t h;
   if (vcg__pw_decode(data, len, &h) != 0) {
-    w->stats.packets_malformed++;
+    VCG__ADD(s->t->ts.rx_packets[VCG__K_CONTROL], 1);
+    VCG__ADD(w->stats.packets_malformed, 1);
     VCG__LOG(w, VCG_LOG_DEBUG, s->id, "dropped %zu bytes that are not a PacketWrapper", len);
     return 0;
   }
+  VCG__ADD(s->t->ts.rx_packets[vcg__packet_kind(h.type, h.media_type, len)], 1);
   if (h.type == VCG_PT_MEDIA && h.media_type == 5) {
     /* RTT: echoed to its sender only, unchanged, on the channel it came
      * in on; it does not make the session active (connection election). */
@@ -234,10 +250,11 @@ int vcg__session_deliver(vcg_session_t *s, const uint8_t *data, size_t len) {
 }
 
 void vcg__session_set_queued(vcg_session_t *s, size_t packets, size_t bytes) {
+  VCG__ADD(s->t->core->stats.queued_bytes, (uint64_t)bytes - (uint64_t)s->qb);
   s->qp = packets;
   s->qb = bytes;
   if (s->drop_since_ms) {
-    const vcg__core_conf_t *cc = &s->t->core->proc->cfg->core;
+    const vcg__core_conf_t *cc = &s->t->core->cfg->core;
     if (bytes <= (size_t)cc->queue_max_bytes / 4 && packets <= (size_t)cc->queue_max_packets / 4)
       s->drop_since_ms = 0; /* caught up: the slow-consumer clock restarts */
   }
@@ -247,6 +264,9 @@ void vcg__session_closed(vcg_session_t *s) {
   vcg__worker_t *w = s->t->core;
   vcg__room_t *room = s->room;
   vcg__presence_gone(w, s);
+  VCG__SUB(w->stats.queued_bytes, s->qb);
+  VCG__SUB(s->t->ts.sessions, 1);
+  VCG__ADD(s->t->ts.closed[s->closing ? vcg__close_code_index(s->close_why) : VCG__CC_NONE], 1);
   vcg_session_t *moved = NULL;
   vcg__room_remove(room, s->slot, &moved);
   if (moved) moved->slot = s->slot;

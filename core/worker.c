@@ -13,21 +13,47 @@
 static void begin_stop(vcg__worker_t *w);
 static void on_drain_timeout(uv_timer_t *t);
 
+/* A reload: switch to the generation main has checked, hand every plugin
+ * that takes reloads its new conf, and tell main (which frees the old
+ * generation once every worker has switched). */
+static void take_generation(vcg__worker_t *w) {
+  vcg__config_t *next = (vcg__config_t *)atomic_load(&w->cfg_next);
+  w->cfg = next;
+  atomic_store(&w->max_msg, (size_t)next->core.max_message_size);
+  for (size_t i = 0; i < w->ntransports; i++) w->transports[i].pc = &next->transports[i];
+  if (w->bus.pc) w->bus.pc = &next->bus;
+  vcg_worker_t *all[w->ntransports + 1];
+  size_t n = 0;
+  for (size_t i = 0; i < w->ntransports; i++) all[n++] = &w->transports[i];
+  if (w->bus.pc) all[n++] = &w->bus;
+  for (size_t i = 0; i < n; i++) {
+    vcg_worker_t *b = all[i];
+    if (!b->inst || !b->pc->loaded->ops.reload) continue;
+    int rc = b->pc->loaded->ops.reload(b->inst, b->pc->conf);
+    if (rc != 0)
+      vcg__logf(w->proc->log, VCG_LOG_ERROR, b->pc->name, 0, "worker %u: reload failed: %s",
+                w->index, vcg_strerror(rc));
+  }
+  atomic_fetch_add(&w->proc->reload_acks, 1);
+  uv_async_send(w->proc->done_async);
+}
+
 static void on_async(uv_async_t *a) {
   vcg__worker_t *w = a->data;
   vcg__inbox_drain(w);
+  if (atomic_exchange(&w->cmd_reload, 0)) take_generation(w);
   if (atomic_exchange(&w->cmd_stop, 0)) begin_stop(w);
   else if (atomic_exchange(&w->cmd_drain, 0) && w->state == VCG__RUNNING) {
     w->state = VCG__DRAINING;
     vcg__logf(w->proc->log, VCG_LOG_INFO, "core", 0,
               "worker %u draining: %zu sessions, up to %lld ms", w->index, w->nsessions,
-              (long long)w->proc->cfg->core.drain_timeout);
+              (long long)w->cfg->core.drain_timeout);
     for (size_t i = 0; i < w->ntransports; i++)
       if (w->transports[i].inst)
         w->transports[i].pc->loaded->ops.drain(w->transports[i].inst);
     if (w->nsessions == 0) begin_stop(w);
     else uv_timer_start(&w->drain_timer, on_drain_timeout,
-                        (uint64_t)w->proc->cfg->core.drain_timeout, 0);
+                        (uint64_t)w->cfg->core.drain_timeout, 0);
   }
 }
 
@@ -120,6 +146,8 @@ int vcg__worker_init(vcg__worker_t *w, vcg__process_t *proc, unsigned index) {
   if (vcg_htab_init(&w->sessions, 64, 0) != 0) return VCG_ENOMEM;
   if ((rc = vcg__presence_init(w)) != 0) return rc;
   const vcg__config_t *c = proc->cfg;
+  w->cfg = c;
+  atomic_init(&w->max_msg, (size_t)c->core.max_message_size);
   w->ntransports = c->ntransports;
   w->transports = calloc(c->ntransports, sizeof *w->transports);
   if (!w->transports) return VCG_ENOMEM;
@@ -132,6 +160,7 @@ int vcg__worker_init(vcg__worker_t *w, vcg__process_t *proc, unsigned index) {
   }
   w->bus.core = w;
   w->bus.kind = VCG_PLUGIN_BUS;
+  atomic_init(&w->bus.bus_up, 1); /* until the bus says otherwise */
   uv_mutex_init(&w->bus.clock);
   if (c->bus.loaded) {
     w->bus.pc = (vcg__plugin_conf_t *)&c->bus;

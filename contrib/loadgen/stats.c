@@ -1,5 +1,5 @@
-/* loadgen measurement helpers: the latency histogram and the per
- * (receiver, sender) sequence window. */
+/* loadgen measurement helpers: the latency histogram, the overload
+ * recovery time and the per (receiver, sender) sequence window. */
 #include <stdlib.h>
 #include <string.h>
 #include "lg.h"
@@ -45,6 +45,13 @@ void lg_hist_merge(lg_hist_t *into, const lg_hist_t *from) {
   for (unsigned i = 0; i < LG_HIST_N; i++) into->c[i] += from->c[i];
   into->n += from->n;
   if (from->max > into->max) into->max = from->max;
+}
+
+double lg_recovery_ms(const double *p99_ms, const uint64_t *samples, int n, double win_ms,
+                      double limit_ms) {
+  int k = n;
+  while (k > 0 && samples[k - 1] > 0 && p99_ms[k - 1] <= limit_ms) k--;
+  return k == n ? -1.0 : k * win_ms;
 }
 
 /* 2^16 words = 4M sequence numbers of open gap per pair at most (512 KiB);

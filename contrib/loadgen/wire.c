@@ -1,8 +1,17 @@
-/* loadgen wire format: PacketWrapper(MEDIA) templates and the classifier of
- * received packets, hand-written protobuf (a handful of fields; linking
- * protobuf-c would cost an unpack and copies per received message, which
- * is exactly the work a load generator must keep small), plus SHA-1 and
- * base64 for the WebSocket handshake. */
+/* loadgen wire format: the packets loadgen sends (PacketWrapper with a
+ * MediaPacket of a real media type, or key-exchange packets, optionally
+ * sealed like E2EE ciphertext) and the classifier of received packets,
+ * hand-written protobuf (a handful of fields; linking protobuf-c would
+ * cost an unpack and copies per received message, which is exactly the
+ * work a load generator must keep small).
+ *
+ * Where loadgen's header goes: in the clear, it starts MediaPacket.data.
+ * Sealed (--encrypted media, and key exchange always), PacketWrapper.data
+ * is opaque to the relay, as with videocall.rs's AES-CBC: a multiple of 16
+ * bytes, starting with an 8-byte nonce followed by the header XORed with a
+ * keystream of (run id, nonce), then random filler.  Every byte looks
+ * random to a relay, yet the receiving loadgen, which knows the run id,
+ * finds its header without any state. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,49 +49,201 @@ static uint64_t get_le64(const uint8_t *b) {
   return (uint64_t)get_le32(b) | (uint64_t)get_le32(b + 4) << 32;
 }
 
-/* Sizes of the nested messages for a payload (loadgen header + padding) of
- * dlen bytes. */
-static size_t media_len(size_t dlen) { return 2 + 1 + varint_len(dlen) + dlen; }
-static size_t wrapper_len(size_t ulen, size_t dlen) {
-  size_t ml = media_len(dlen);
-  return 2 + 1 + varint_len(ulen) + ulen + 1 + varint_len(ml) + ml;
+/* What each kind of packet is on the wire. */
+typedef struct {
+  int ptype, media_type;
+  const char *frame_type; /* MediaPacket.frame_type, or NULL */
+  int heartbeat;          /* carries heartbeat_metadata */
+  int opaque;             /* data is sealed even in the clear (key exchange) */
+} kind_wire_t;
+
+static const kind_wire_t kind_wire[LG_K_N] = {
+  [LG_K_VIDEO] = {3, 1, "delta", 0, 0},
+  [LG_K_VIDEO_KEY] = {3, 1, "key", 0, 0},
+  [LG_K_AUDIO] = {3, 2, NULL, 0, 0},
+  [LG_K_HEARTBEAT] = {3, 4, NULL, 1, 0},
+  [LG_K_KF_REQ] = {3, 6, NULL, 0, 0},
+  [LG_K_RTT] = {3, 5, NULL, 0, 0},
+  [LG_K_RSA_KEY] = {1, 0, NULL, 0, 1},
+  [LG_K_AES_KEY] = {2, 0, NULL, 0, 1},
+};
+
+int lg_kind_class(int kind) {
+  switch (kind) {
+  case LG_K_AUDIO: return LG_CLS_AUDIO;
+  case LG_K_VIDEO: return LG_CLS_VIDEO;
+  case LG_K_VIDEO_KEY: return LG_CLS_VIDEO_KEY;
+  case LG_K_HEARTBEAT:
+  case LG_K_KF_REQ: return LG_CLS_CONTROL;
+  case LG_K_RSA_KEY:
+  case LG_K_AES_KEY: return LG_CLS_KEYX;
+  default: return -1; /* RTT probes are not deliveries */
+  }
 }
 
-int lg_template_build(lg_template_t *t, size_t size, const char *user, int media_type,
-                      const lg_hdr_t *h) {
-  size_t ulen = strlen(user), dlen = LG_HDR_LEN;
-  /* The largest payload whose wrapper fits in size (exact except where a
-   * length varint grows by a byte; then one byte short). */
-  if (size > wrapper_len(ulen, dlen)) {
-    dlen = size - (wrapper_len(ulen, LG_HDR_LEN) - LG_HDR_LEN);
-    while (dlen > LG_HDR_LEN && wrapper_len(ulen, dlen) > size) dlen--;
+static uint64_t mix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+void lg_pad_init(uint8_t *pad, size_t n, uint64_t seed) {
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t v = mix64(seed + i);
+    memcpy(pad + i, &v, n - i < 8 ? n - i : 8);
   }
-  size_t ml = media_len(dlen), len = wrapper_len(ulen, dlen);
-  uint8_t *b = malloc(len);
-  if (!b) return UV_ENOMEM;
+}
+
+static void hdr_put(uint8_t *b, const lg_hdr_t *h) {
+  put_le32(b, LG_MAGIC);
+  put_le32(b + 4, h->run_id);
+  put_le32(b + 8, h->sender);
+  put_le32(b + 12, h->room);
+  put_le32(b + 16, h->kind);
+  put_le32(b + 20, 0);
+  put_le64(b + 24, h->seq);
+  put_le64(b + 32, h->send_ns);
+}
+
+static int hdr_get(const uint8_t *b, uint32_t run_id, lg_hdr_t *h) {
+  if (get_le32(b) != LG_MAGIC || get_le32(b + 4) != run_id || get_le32(b + 16) >= LG_K_N) return -1;
+  h->run_id = run_id;
+  h->sender = get_le32(b + 8);
+  h->room = get_le32(b + 12);
+  h->kind = get_le32(b + 16);
+  h->seq = get_le64(b + 24);
+  h->send_ns = get_le64(b + 32);
+  return 0;
+}
+
+/* XOR the LG_HDR_LEN bytes at b with the keystream of (run id, nonce). */
+static void seal_xor(uint8_t *b, uint32_t run_id, uint64_t nonce) {
+  for (int i = 0; i < LG_HDR_LEN / 8; i++) {
+    uint64_t k = mix64(nonce ^ ((uint64_t)run_id * 0x9e3779b97f4a7c15ull) ^ (uint64_t)i << 56), v;
+    memcpy(&v, b + 8 * i, 8);
+    v ^= k;
+    memcpy(b + 8 * i, &v, 8);
+  }
+}
+
+/* The sealed blob's first LG_SEAL_HDR bytes: nonce, then the sealed header. */
+#define LG_SEAL_HDR (8 + LG_HDR_LEN)
+static void seal_put(uint8_t *b, const lg_hdr_t *h) {
+  uint64_t nonce = mix64(((uint64_t)h->sender << 32 | h->kind) ^ mix64(h->seq ^ h->run_id));
+  put_le64(b, nonce);
+  hdr_put(b + 8, h);
+  seal_xor(b + 8, h->run_id, nonce);
+}
+
+static int seal_get(const uint8_t *b, size_t len, uint32_t run_id, lg_hdr_t *h) {
+  uint8_t t[LG_HDR_LEN];
+  if (len < LG_SEAL_HDR) return -1;
+  memcpy(t, b + 8, LG_HDR_LEN);
+  seal_xor(t, run_id, get_le64(b));
+  return hdr_get(t, run_id, h);
+}
+
+/* Bytes of the MediaPacket around a data field of dlen (clear media). */
+static size_t media_len(const kind_wire_t *k, size_t dlen) {
+  size_t n = 2 + 9 + 1 + varint_len(dlen) + dlen; /* media_type, timestamp, data */
+  if (k->frame_type) n += 2 + strlen(k->frame_type);
+  if (k->heartbeat) n += 6;
+  return n;
+}
+
+/* PacketWrapper bytes when its data field is the clear MediaPacket (or,
+ * sealed, `inner` bytes of ciphertext). */
+static size_t wrapper_len(size_t ulen, size_t inner) {
+  return 2 + 1 + varint_len(ulen) + ulen + 1 + varint_len(inner) + inner;
+}
+
+static size_t pkt_len(const kind_wire_t *k, int sealed, size_t ulen, size_t dlen) {
+  return wrapper_len(ulen, sealed ? dlen : media_len(k, dlen));
+}
+
+size_t lg_packet_build(uint8_t *buf, size_t cap, const lg_pkt_t *p, const lg_hdr_t *h,
+                       size_t *hdr_off) {
+  if (h->kind >= LG_K_N) return 0;
+  const kind_wire_t *k = &kind_wire[h->kind];
+  int sealed = p->sealed || k->opaque;
+  size_t ulen = strlen(p->user), unit = sealed ? 16 : 1;
+  size_t dmin = sealed ? (LG_SEAL_HDR + 15) / 16 * 16 : LG_HDR_LEN, dlen = dmin;
+  /* The largest data field whose packet fits in size (exact unless a
+   * length varint grows by a byte, or sealed data rounds to 16). */
+  size_t base = pkt_len(k, sealed, ulen, dmin);
+  if (p->size > base) {
+    dlen = (dmin + (p->size - base)) / unit * unit;
+    while (dlen > dmin && pkt_len(k, sealed, ulen, dlen) > p->size) dlen -= unit;
+  }
+  size_t len = pkt_len(k, sealed, ulen, dlen);
+  if (len > cap) return 0;
   size_t o = 0;
-  b[o++] = 0x08; b[o++] = 3;                        /* packet_type = MEDIA */
-  b[o++] = 0x12; o += put_varint(b + o, ulen);      /* user_id */
-  memcpy(b + o, user, ulen); o += ulen;
-  b[o++] = 0x1a; o += put_varint(b + o, ml);        /* data = MediaPacket */
-  b[o++] = 0x08; b[o++] = (uint8_t)media_type;      /* media_type */
-  b[o++] = 0x1a; o += put_varint(b + o, dlen);      /* MediaPacket.data */
-  t->hdr_off = o;
-  put_le32(b + o, LG_MAGIC);
-  put_le32(b + o + 4, h->run_id);
-  put_le32(b + o + 8, h->sender);
-  put_le32(b + o + 12, h->room);
-  /* Padding: a recognisable, incompressible-enough pattern. */
-  for (size_t i = LG_HDR_LEN; i < dlen; i++) b[o + i] = (uint8_t)(i * 131 + 7);
-  t->buf = b;
-  t->len = len;
-  lg_template_stamp(t, 0, 0);
+  buf[o++] = 0x08; buf[o++] = (uint8_t)k->ptype;        /* packet_type */
+  buf[o++] = 0x12; o += put_varint(buf + o, ulen);       /* user_id */
+  memcpy(buf + o, p->user, ulen); o += ulen;
+  buf[o++] = 0x1a;                                       /* data */
+  if (sealed) {
+    o += put_varint(buf + o, dlen);
+    *hdr_off = o;
+    seal_put(buf + o, h);
+    o += LG_SEAL_HDR;
+    dlen -= LG_SEAL_HDR;
+  } else {
+    o += put_varint(buf + o, media_len(k, dlen));
+    buf[o++] = 0x08; buf[o++] = (uint8_t)k->media_type; /* media_type (first: relays read it) */
+    if (k->frame_type) {                                /* frame_type */
+      size_t fl = strlen(k->frame_type);
+      buf[o++] = 0x22; buf[o++] = (uint8_t)fl;
+      memcpy(buf + o, k->frame_type, fl); o += fl;
+    }
+    buf[o++] = 0x29; memcpy(buf + o, &p->ts_ms, 8); o += 8; /* timestamp (double, LE) */
+    if (k->heartbeat) {                                 /* heartbeat_metadata: video, audio on */
+      static const uint8_t hb[6] = {0x4a, 0x04, 0x08, 0x01, 0x10, 0x01};
+      memcpy(buf + o, hb, 6); o += 6;
+    }
+    buf[o++] = 0x1a; o += put_varint(buf + o, dlen);    /* MediaPacket.data */
+    *hdr_off = o;
+    hdr_put(buf + o, h);
+    o += LG_HDR_LEN;
+    dlen -= LG_HDR_LEN;
+  }
+  /* Filler: random bytes, as codec output and ciphertext are (the pad
+   * repeats for packets larger than it). */
+  for (size_t po = (size_t)(p->pad_off % LG_PAD_LEN); dlen > 0; po = 0) {
+    size_t n = dlen < LG_PAD_LEN - po ? dlen : LG_PAD_LEN - po;
+    memcpy(buf + o, p->pad + po, n);
+    o += n;
+    dlen -= n;
+  }
+  return o;
+}
+
+int lg_template_build(lg_template_t *t, const lg_pkt_t *p, const lg_hdr_t *h) {
+  size_t cap = p->size + 128 + strlen(p->user);
+  memset(t, 0, sizeof *t);
+  t->buf = malloc(cap);
+  if (!t->buf) return UV_ENOMEM;
+  t->len = lg_packet_build(t->buf, cap, p, h, &t->hdr_off);
+  if (t->len == 0) {
+    free(t->buf);
+    t->buf = NULL;
+    return UV_EINVAL;
+  }
+  t->h = *h;
+  t->sealed = p->sealed || kind_wire[h->kind].opaque;
   return 0;
 }
 
 void lg_template_stamp(lg_template_t *t, uint64_t seq, uint64_t send_ns) {
-  put_le64(t->buf + t->hdr_off + 16, seq);
-  put_le64(t->buf + t->hdr_off + 24, send_ns);
+  t->h.seq = seq;
+  t->h.send_ns = send_ns;
+  if (t->sealed) {
+    seal_put(t->buf + t->hdr_off, &t->h);
+  } else {
+    put_le64(t->buf + t->hdr_off + 24, seq);
+    put_le64(t->buf + t->hdr_off + 32, send_ns);
+  }
 }
 
 void lg_template_free(lg_template_t *t) {
@@ -138,83 +299,19 @@ int lg_wire_classify(const uint8_t *msg, size_t len, uint32_t run_id, lg_hdr_t *
   }
   if (type == 8 || type == 7) return LG_RX_CONTROL;
   if (type == 9) return LG_RX_CONGESTION;
-  if (type != 3 || !data) return LG_RX_FOREIGN;
+  if (!data) return LG_RX_FOREIGN;
+  if (type == 1 || type == 2) return seal_get(data, dlen, run_id, h) == 0 ? LG_RX_OURS : LG_RX_FOREIGN;
+  if (type != 3) return LG_RX_FOREIGN;
+  /* Clear media first; what does not parse as a MediaPacket holding our
+   * header may be sealed. */
   rd_t m = {data, data + dlen};
   const uint8_t *payload = NULL;
   size_t plen = 0;
   while (m.p < m.end) {
     int k = rd_field(&m, &num, &v, &d, &dl);
-    if (k < 0) return LG_RX_FOREIGN;
+    if (k < 0) { payload = NULL; break; }
     if (num == 3 && k == 2) { payload = d; plen = dl; }
   }
-  if (!payload || plen < LG_HDR_LEN || get_le32(payload) != LG_MAGIC ||
-      get_le32(payload + 4) != run_id)
-    return LG_RX_FOREIGN;
-  h->run_id = run_id;
-  h->sender = get_le32(payload + 8);
-  h->room = get_le32(payload + 12);
-  h->seq = get_le64(payload + 16);
-  h->send_ns = get_le64(payload + 24);
-  return LG_RX_OURS;
-}
-
-/* ---- SHA-1 (FIPS 180-4), only for Sec-WebSocket-Accept ---- */
-
-static uint32_t rol(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
-
-static void sha1_block(uint32_t hs[5], const uint8_t *p) {
-  uint32_t w[80], a = hs[0], b = hs[1], c = hs[2], d = hs[3], e = hs[4];
-  for (int i = 0; i < 16; i++)
-    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-           (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-  for (int i = 16; i < 80; i++) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-  for (int i = 0; i < 80; i++) {
-    uint32_t f, k;
-    if (i < 20) { f = (b & c) | (~b & d); k = 0x5a827999; }
-    else if (i < 40) { f = b ^ c ^ d; k = 0x6ed9eba1; }
-    else if (i < 60) { f = (b & c) | (b & d) | (c & d); k = 0x8f1bbcdc; }
-    else { f = b ^ c ^ d; k = 0xca62c1d6; }
-    uint32_t t = rol(a, 5) + f + e + k + w[i];
-    e = d; d = c; c = rol(b, 30); b = a; a = t;
-  }
-  hs[0] += a; hs[1] += b; hs[2] += c; hs[3] += d; hs[4] += e;
-}
-
-void lg_sha1(const uint8_t *data, size_t len, uint8_t out[20]) {
-  uint32_t hs[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
-  uint8_t blk[64];
-  size_t i = 0;
-  for (; len - i >= 64; i += 64) sha1_block(hs, data + i);
-  size_t rem = len - i;
-  memcpy(blk, data + i, rem);
-  blk[rem++] = 0x80;
-  if (rem > 56) {
-    memset(blk + rem, 0, 64 - rem);
-    sha1_block(hs, blk);
-    rem = 0;
-  }
-  memset(blk + rem, 0, 56 - rem);
-  uint64_t bits = (uint64_t)len * 8;
-  for (int k = 0; k < 8; k++) blk[56 + k] = (uint8_t)(bits >> (56 - 8 * k));
-  sha1_block(hs, blk);
-  for (int k = 0; k < 5; k++) {
-    out[4 * k] = (uint8_t)(hs[k] >> 24); out[4 * k + 1] = (uint8_t)(hs[k] >> 16);
-    out[4 * k + 2] = (uint8_t)(hs[k] >> 8); out[4 * k + 3] = (uint8_t)hs[k];
-  }
-}
-
-size_t lg_base64(const uint8_t *in, size_t len, char *out) {
-  static const char tb[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t o = 0;
-  for (size_t i = 0; i < len; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16;
-    if (i + 1 < len) v |= (uint32_t)in[i + 1] << 8;
-    if (i + 2 < len) v |= in[i + 2];
-    out[o++] = tb[(v >> 18) & 63];
-    out[o++] = tb[(v >> 12) & 63];
-    out[o++] = i + 1 < len ? tb[(v >> 6) & 63] : '=';
-    out[o++] = i + 2 < len ? tb[v & 63] : '=';
-  }
-  out[o] = 0;
-  return o;
+  if (payload && plen >= LG_HDR_LEN && hdr_get(payload, run_id, h) == 0) return LG_RX_OURS;
+  return seal_get(data, dlen, run_id, h) == 0 ? LG_RX_OURS : LG_RX_FOREIGN;
 }

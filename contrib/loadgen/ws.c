@@ -10,7 +10,6 @@
 #include <strings.h>
 #include "lg.h"
 
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_MAX_FRAME (64u << 20)
 #define WS_HS_MAX 4096
 
@@ -36,7 +35,7 @@ typedef struct {
   uint8_t *ob;        /* output not yet handed to the kernel, owned */
   size_t oblen, obcap;
   uint8_t *ib;        /* output in flight through wreq, owned */
-  size_t ibcap;
+  size_t ibcap, iblen; /* iblen: bytes of ib handed to wreq */
   uint64_t rng;
 } ws_t;
 
@@ -102,18 +101,7 @@ static int ws_frame(ws_t *w, int opcode, const uint8_t *p, size_t len, size_t ca
   memcpy(m, &mk, 4);
   memcpy(o + i, m, 4);
   i += 4;
-  /* Mask eight bytes at a time: copy and XOR in one pass. */
-  uint64_t m8;
-  uint8_t mm[8] = {m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]};
-  memcpy(&m8, mm, 8);
-  size_t k = 0;
-  for (; k + 8 <= len; k += 8) {
-    uint64_t v;
-    memcpy(&v, p + k, 8);
-    v ^= m8;
-    memcpy(o + i + k, &v, 8);
-  }
-  for (; k < len; k++) o[i + k] = p[k] ^ m[k & 3];
+  lg_ws_mask(o + i, p, len, m);
   w->oblen += hl + len;
   return 0;
 }
@@ -123,6 +111,7 @@ static void ws_flush_w(ws_t *w);
 static void ws_write_cb(uv_write_t *req, int status) {
   ws_t *w = req->data;
   w->writing = 0;
+  w->iblen = 0;
   if (w->handle_closing) return;
   if (status < 0) {
     snprintf(w->why, sizeof w->why, "write: %s", uv_strerror(status));
@@ -165,10 +154,16 @@ static void ws_flush_w(ws_t *w) {
     return;
   }
   w->writing = 1;
+  w->iblen = rest;
 }
 
 static void ws_flush(lg_conn_t *c) {
   if (c->tp) ws_flush_w(c->tp);
+}
+
+static size_t ws_pending(lg_conn_t *c) {
+  ws_t *w = c->tp;
+  return w ? w->oblen + w->iblen : 0;
 }
 
 static int ws_send(lg_conn_t *c, const uint8_t *msg, size_t len) {
@@ -191,18 +186,6 @@ static void ws_close(lg_conn_t *c) {
   ws_shutdown(w, "closed by loadgen");
 }
 
-/* Bytes needed to know/complete the frame starting at f (len bytes so far). */
-static size_t ws_need(const uint8_t *f, size_t len, int *bad) {
-  if (len < 2) return 2;
-  size_t l7 = f[1] & 0x7f, hl = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + ((f[1] & 0x80) ? 4 : 0);
-  if (len < hl) return hl;
-  uint64_t pl = l7;
-  if (l7 == 126) pl = (uint64_t)f[2] << 8 | f[3];
-  else if (l7 == 127) { pl = 0; for (int i = 0; i < 8; i++) pl = pl << 8 | f[2 + i]; }
-  if (pl > WS_MAX_FRAME) { *bad = 1; return hl; }
-  return hl + (size_t)pl;
-}
-
 /* One complete frame f of total bytes (writable: unmasked in place). */
 static void ws_frame_in(ws_t *w, uint8_t *f, size_t total) {
   int fin = f[0] & 0x80, op = f[0] & 0x0f, masked = f[1] & 0x80;
@@ -211,8 +194,7 @@ static void ws_frame_in(ws_t *w, uint8_t *f, size_t total) {
   if (masked) { memcpy(mk, f + hl, 4); hl += 4; }
   uint8_t *p = f + hl;
   size_t pl = total - hl;
-  if (masked)
-    for (size_t i = 0; i < pl; i++) p[i] ^= mk[i & 3];
+  if (masked) lg_ws_mask(p, p, pl, mk);
   switch (op) {
   case 0x1:
   case 0x2:
@@ -266,7 +248,7 @@ static void ws_frames_in(ws_t *w, uint8_t *d, size_t n) {
     if (w->plen > 0) {
       /* Complete the frame split across reads, then continue in place. */
       size_t need;
-      while ((need = ws_need(w->pend, w->plen, &bad)) > w->plen && n > 0 && !bad) {
+      while ((need = lg_ws_need(w->pend, w->plen, WS_MAX_FRAME, &bad)) > w->plen && n > 0 && !bad) {
         size_t take = need - w->plen < n ? need - w->plen : n;
         if (buf_reserve(&w->pend, &w->pcap, w->plen + take) != 0) { ws_shutdown(w, "out of memory"); return; }
         memcpy(w->pend + w->plen, d, take);
@@ -280,7 +262,7 @@ static void ws_frames_in(ws_t *w, uint8_t *d, size_t n) {
       ws_frame_in(w, w->pend, need);
       continue;
     }
-    size_t need = ws_need(d, n, &bad);
+    size_t need = lg_ws_need(d, n, WS_MAX_FRAME, &bad);
     if (bad) { ws_shutdown(w, "frame too large"); return; }
     if (need <= n) {
       ws_frame_in(w, d, need);
@@ -358,16 +340,14 @@ static void ws_connect_cb(uv_connect_t *req, int status) {
     return;
   }
   lg_conn_t *c = w->c;
-  uint8_t key[16], sha[20];
-  char k64[32], req_s[512], cat[96];
+  uint8_t key[16];
+  char k64[32], req_s[512];
   for (int i = 0; i < 16; i += 4) {
     uint32_t r = ws_rand(w);
     memcpy(key + i, &r, 4);
   }
   lg_base64(key, 16, k64);
-  snprintf(cat, sizeof cat, "%s%s", k64, WS_GUID);
-  lg_sha1((const uint8_t *)cat, strlen(cat), sha);
-  lg_base64(sha, 20, w->accept);
+  lg_ws_accept(k64, strlen(k64), w->accept);
   int n = snprintf(req_s, sizeof req_s,
                    "GET %s%s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
@@ -421,5 +401,6 @@ const lg_transport_t lg_ws_transport = {
   .send = ws_send,
   .flush = ws_flush,
   .close = ws_close,
+  .pending = ws_pending,
   .free = NULL,
 };

@@ -52,7 +52,8 @@ typedef struct wt_out {
 } wt_out_t;
 
 /* One stream we receive on. */
-typedef struct {
+typedef struct wt_in {
+  struct wt_in *iprev, *inext; /* in the list of all of them (w->ins) */
   uint8_t *buf; /* owned */
   size_t len, cap;
   int kind;     /* 0 unknown yet, 1 WT data, 2 ignored (control, QPACK) */
@@ -87,6 +88,7 @@ typedef struct {
   nghttp3_qpack_stream_context *qsctx;
   wt_out_t *pend_head, *pend_tail;
   wt_out_t *all;       /* every wt_out_t still known to ngtcp2, owned */
+  wt_in_t *ins;        /* every wt_in_t of an unfinished stream, owned */
   uint8_t **waiting;   /* packets waiting for stream credit (FIFO) */
   size_t *waiting_len;
   size_t nwait, capwait, headwait;
@@ -133,13 +135,21 @@ static size_t get_varint(const uint8_t *b, size_t len, uint64_t *v) {
 
 /* ------------------------------------------------------------ teardown */
 
+static void wt_in_free(wt_t *w, wt_in_t *in) {
+  if (in->iprev) in->iprev->inext = in->inext;
+  else w->ins = in->inext;
+  if (in->inext) in->inext->iprev = in->iprev;
+  free(in->buf);
+  free(in);
+}
+
 static void wt_handle_closed(uv_handle_t *h) {
   wt_t *w = h->data;
   if (--w->nclosing > 0) return;
   lg_conn_t *c = w->c;
-  /* ngtcp2_conn_del does not call stream_close: free what is left here.
-   * (Receive-side wt_in_t of streams cut mid-message are not tracked and
-   * are lost with the connection; they are bounded by the run.) */
+  /* ngtcp2_conn_del does not call stream_close: free what is left here
+   * (the server's control stream never ends, for one). */
+  while (w->ins) wt_in_free(w, w->ins);
   for (wt_out_t *o = w->all; o;) {
     wt_out_t *nx = o->anext;
     free(o->buf);
@@ -546,6 +556,9 @@ static int wt_recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id,
   if (!in) {
     in = calloc(1, sizeof *in);
     if (!in) return NGTCP2_ERR_CALLBACK_FAILURE;
+    in->inext = w->ins;
+    if (w->ins) w->ins->iprev = in;
+    w->ins = in;
     ngtcp2_conn_set_stream_user_data(conn, id, in);
   }
   if (in->kind == 2) return 0;
@@ -582,8 +595,7 @@ static int wt_recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id,
     /* The stream is done.  ngtcp2 0.12 neither retires peer-initiated uni
      * streams nor returns their credit (fixed in 0.14), so give the credit
      * back here, and free our state now rather than at stream_close. */
-    free(in->buf);
-    free(in);
+    wt_in_free(w, in);
     ngtcp2_conn_set_stream_user_data(conn, id, NULL);
     /* In batches: ngtcp2 sends MAX_STREAMS as soon as any credit is
      * pending, so one stream at a time made every flush send an
@@ -618,7 +630,7 @@ static int wt_stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uin
     /* Server-initiated: state left only if the stream was cut before FIN
      * (credit for finished streams was returned at FIN). */
     wt_in_t *in = sud;
-    if (in) { free(in->buf); free(in); }
+    if (in) wt_in_free(w, in);
     return 0;
   }
   wt_out_t *o = sud;
@@ -854,6 +866,11 @@ static void wt_flush(lg_conn_t *c) {
   if (c->tp) wt_flush_w(c->tp);
 }
 
+static size_t wt_pending(lg_conn_t *c) {
+  wt_t *w = c->tp;
+  return w ? w->out_bytes : 0;
+}
+
 static void wt_close(lg_conn_t *c) {
   wt_t *w = c->tp;
   if (!w || w->closing) return;
@@ -876,5 +893,6 @@ const lg_transport_t lg_wt_transport = {
   .send = wt_send,
   .flush = wt_flush,
   .close = wt_close,
+  .pending = wt_pending,
   .free = NULL,
 };

@@ -205,14 +205,23 @@ static void nats_on_sub_complete(void *closure) {
   nats_release(closure);
 }
 
+/* The host shows the connection's state in /readyz and the metrics. */
+static void nats_state(vcg_instance_t *inst, int up) {
+  if (inst->host->size >= offsetof(vcg_host_api_t, bus_state_ts) + sizeof(void *) &&
+      inst->host->bus_state_ts != NULL)
+    inst->host->bus_state_ts(inst->w, up);
+}
+
 static void nats_on_connected(natsConnection *nc, void *closure) {
   char url[256] = "";
+  nats_state(closure, 1);
   natsConnection_GetConnectedUrl(nc, url, sizeof(url));
   nats_event(closure, VCG_LOG_INFO, "connected to %s", url);
 }
 
 static void nats_on_disconnected(natsConnection *nc, void *closure) {
   vcg_instance_t *inst = closure;
+  nats_state(inst, 0);
   if (atomic_load(&inst->stopping)) {
     nats_event(inst, VCG_LOG_DEBUG, "disconnected from NATS (stopping)");
     return;
@@ -227,6 +236,7 @@ static void nats_on_reconnected(natsConnection *nc, void *closure) {
   vcg_instance_t *inst = closure;
   char url[256] = "";
   natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+  nats_state(inst, 1);
   inst->host->counter_add_ts(inst->w, "nats_reconnects", 1);
   nats_event(inst, VCG_LOG_INFO,
              "reconnected to %s: subscriptions restored", url);
@@ -235,6 +245,7 @@ static void nats_on_reconnected(natsConnection *nc, void *closure) {
 static void nats_on_closed(natsConnection *nc, void *closure) {
   vcg_instance_t *inst = closure;
   int stopping = atomic_load(&inst->stopping);
+  nats_state(inst, 0);
   nats_event(inst, stopping ? VCG_LOG_DEBUG : VCG_LOG_ERROR,
              "NATS connection closed%s", stopping ? "" :
              ": reconnect attempts exhausted, rooms are local only");
@@ -412,6 +423,7 @@ static void nats_connect_done(uv_work_t *req, int status) {
   inst->nc_new = NULL;
   if (inst->connect_status == NATS_OK) {
     char url[256] = "";
+    nats_state(inst, 1);
     natsConnection_GetConnectedUrl(inst->nc, url, sizeof(url));
     host->log(inst->w, NULL, VCG_LOG_INFO, "connected to %s (max_payload %"
               PRId64 " bytes)", url, natsConnection_GetMaxPayload(inst->nc));
@@ -595,6 +607,7 @@ static int nats_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
     return rc;
   }
   inst->async.data = inst;
+  nats_state(inst, 0); /* down until connected */
   inst->connect_req.data = inst;
   inst->refs = 1;  /* the connection's, see "Lifetime" */
   inst->connecting = 1;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ws_int.h"
@@ -36,6 +37,29 @@ static const vcg_option_t ws_options[] = {
                  65536, "bytes libwebsockets allocates per connection to "
                  "receive into (and reads per recv()): lower saves memory "
                  "on idle connections, higher reads more per system call"),
+  /* A socket costs a slot of core.max_connections_per_ip and
+   * core.max_connections from accept on; this bounds how long one that
+   * never upgrades (slowloris, a port scanner, a plain HTTP client that
+   * keeps its connection) can hold it. */
+  VCG_OPTION_INT(ws_conf_t, upgrade_timeout, "upgrade_timeout", 10000, 1000,
+                 600000, "ms from accept until the WebSocket upgrade must be "
+                 "complete (and a plain HTTP request answered); later, "
+                 "the connection is closed"),
+  /* Bytes the kernel may hold unsent per connection.  Queued packets past
+   * their deadline are dropped when they leave our queue; bytes the kernel
+   * holds cannot be.  Measured with a receiver that stops reading for 2 s
+   * under 240 KB/s of video (test_ws_hardening.py): with the kernel's
+   * default all 400 KB of it arrived late, with 16/32/64/128/256 KiB
+   * 28/53/77/145/275 KB did and the rest was shed.  64 KiB is a quarter to
+   * half a second of 1-2 Mbit/s video, and what one send() may carry. */
+  VCG_OPTION_INT(ws_conf_t, notsent_lowat, "notsent_lowat", 65536, 0,
+                 16777216, "bytes a connection's socket may hold unsent "
+                 "(TCP_NOTSENT_LOWAT), so that old video waits in the "
+                 "queue, where it is dropped past its deadline, not in the "
+                 "kernel; 0 leaves the kernel's default"),
+  VCG_OPTION_STRING(ws_conf_t, webroot, "webroot", VCG_WS_WEBROOT,
+                    "folder of static files served at / to plain GET and "
+                    "HEAD requests (\"\" serves none)"),
   VCG_OPTION_INT(ws_conf_t, lws_log_level, "lws_log_level", 1, 0, 3,
                  "libwebsockets' own logs: 0 errors, 1 +warnings, "
                  "2 +notices, 3 +info"),
@@ -77,13 +101,34 @@ static int ws_configure(const void *vconf, char *err, size_t errlen) {
              strerror(errno));
     return VCG_EINVAL;
   }
+  if (c->notsent_lowat > 0 && c->notsent_lowat < 4096) {
+    snprintf(err, errlen, "notsent_lowat: 0 (the kernel's default) or at "
+             "least 4096 bytes, got %lld", (long long)c->notsent_lowat);
+    return VCG_EINVAL;
+  }
+  /* A webroot that is something else than a folder is a mistake; one that
+   * does not exist (yet) is a warning at start (ws_init()): the page may be
+   * installed later, and until then / is a 404. */
+  if (c->webroot && c->webroot[0]) {
+    struct stat st;
+
+    if (stat(c->webroot, &st) == 0 && !S_ISDIR(st.st_mode)) {
+      snprintf(err, errlen, "webroot: %s is not a directory", c->webroot);
+      return VCG_EINVAL;
+    }
+  }
   return 0;
 }
 
 static int ws_init(const vcg_host_api_t *host, const void *vconf,
                    vcg_plugin_state_t **state) {
-  (void)host;
-  vcg__ws_log_init(vconf);
+  const ws_conf_t *c = vconf;
+  struct stat st;
+
+  vcg__ws_log_init(c);
+  if (c->webroot && c->webroot[0] && stat(c->webroot, &st) != 0)
+    host->log(NULL, NULL, VCG_LOG_WARN, "webroot %s: %s; / serves nothing "
+              "until it exists", c->webroot, strerror(errno));
   *state = NULL;
   return 0;
 }
@@ -126,6 +171,9 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
   /* From here on every failure goes through vcg__ws_teardown(), which
    * closes this handle before inst is freed. */
   vcg__ws_flush_init(inst);
+  inst->batch_max = WS_BATCH_BYTES;
+  if (conf->notsent_lowat > 0 && (uint64_t)conf->notsent_lowat < WS_BATCH_BYTES)
+    inst->batch_max = (size_t)conf->notsent_lowat;
   r = vcg__ws_lws_start(inst);
   if (r != 0)
     return r; /* inst is being torn down */

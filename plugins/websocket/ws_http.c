@@ -12,7 +12,8 @@
  *
  * Plain requests arrive in LWS_CALLBACK_HTTP and go through a route table
  * (ws_http_routes): the lobby without an upgrade is 426, /.well-known/vcgate
- * serves facts other plugins published, anything else is 404.
+ * serves facts other plugins published, and anything else is a static file
+ * of webroot (ws_files.c) or 404.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,11 +31,11 @@
  * "HTTP/1.0", which WebSocket clients refuse to read.  Returns 0 or -1 when
  * the connection must be dropped. */
 static int ws_http_reply_typed(struct lws *wsi, unsigned status, const char *ctype,
-                               const char *body) {
+                               const char *extra, const char *body) {
   uint8_t buf[LWS_PRE + 2048];
   char *start = (char *)buf + LWS_PRE;
   long n = vcg__ws_http_format(start, sizeof(buf) - LWS_PRE, status, ctype,
-                               NULL, body);
+                               extra, body);
 
   if (n < 0)
     return -1;
@@ -42,8 +43,14 @@ static int ws_http_reply_typed(struct lws *wsi, unsigned status, const char *cty
                    LWS_WRITE_HTTP_HEADERS) < 0 ? -1 : 0;
 }
 
+int vcg__ws_http_reply(struct lws *wsi, unsigned status, const char *extra,
+                       const char *body) {
+  return ws_http_reply_typed(wsi, status, "text/plain; charset=utf-8", extra,
+                             body);
+}
+
 static int ws_http_reply(struct lws *wsi, unsigned status, const char *body) {
-  return ws_http_reply_typed(wsi, status, "text/plain; charset=utf-8", body);
+  return vcg__ws_http_reply(wsi, status, NULL, body);
 }
 
 /* ------------------------------------------------- the request target */
@@ -81,8 +88,8 @@ static int ws_hdr_frags(struct lws *wsi, enum lws_token_indexes h, char *buf,
 }
 
 /* The decoded request path of wsi, whatever its method, its pieces joined
- * by '&' again (lws_hdr_copy() would join them with ',').  Returns 0 or -1
- * (absent, too long). */
+ * by '&' again (lws_hdr_copy() would join them with ',').  Returns the
+ * method (WS_METHOD_*) or -1 (absent, too long). */
 static int ws_request_path(struct lws *wsi, char *buf, int len) {
   for (size_t i = 0; i < sizeof(ws_uri_tokens) / sizeof(ws_uri_tokens[0]); i++) {
     char *frag[32];
@@ -94,7 +101,9 @@ static int ws_request_path(struct lws *wsi, char *buf, int len) {
       return -1;
     for (int k = 1; k < n; k++)
       frag[k][-1] = '&';
-    return 0;
+    return ws_uri_tokens[i] == WSI_TOKEN_GET_URI ? WS_METHOD_GET :
+           ws_uri_tokens[i] == WSI_TOKEN_HEAD_URI ? WS_METHOD_HEAD :
+           WS_METHOD_OTHER;
   }
   return -1;
 }
@@ -167,6 +176,7 @@ int vcg__ws_http_upgrade(vcg_instance_t *inst, struct lws *wsi,
   info.target = target;
   info.peer = &c->peer.sa;
   info.conn = c;
+  info.flags = c->has_slot ? VCG_SESSION_ADMITTED : 0;
   msg[0] = '\0';
   /* The host calls vcg__ws_conn_send() for c from inside session_open();
    * c queues and writes after ESTABLISHED. */
@@ -186,9 +196,11 @@ int vcg__ws_http_upgrade(vcg_instance_t *inst, struct lws *wsi,
 /* ------------------------------------------------------ plain requests */
 
 /* One HTTP endpoint of the transport for plain (not upgrading) requests.
- * handler() answers a request for the decoded path and returns 0, or -1
- * when the connection must be dropped.  To add an endpoint, add a handler
- * and a row to ws_http_routes. */
+ * handler() answers a request for the decoded path and returns 0 when it
+ * wrote a complete response, 1 when lws sends it and ends the transaction
+ * itself, or -1 when the connection must be dropped.  To add an endpoint,
+ * add a handler and a row to ws_http_routes; what no row takes goes to
+ * the static files. */
 typedef int (*ws_route_fn)(vcg_instance_t *inst, struct lws *wsi,
                            const char *path);
 
@@ -219,7 +231,7 @@ static int ws_route_wellknown(vcg_instance_t *inst, struct lws *wsi,
            "{\"url\":\"%s\",\"lobby\":\"%s/lobby\","
            "\"serverCertificateHashes\":[{\"algorithm\":\"sha-256\",\"value\":\"%s\"}]}",
            url, url, hash);
-  return ws_http_reply_typed(wsi, 200, "application/json", body);
+  return ws_http_reply_typed(wsi, 200, "application/json", NULL, body);
 }
 
 static const struct ws_http_route {
@@ -230,10 +242,22 @@ static const struct ws_http_route {
   { "/.well-known/vcgate", ws_route_wellknown },
 };
 
+int vcg__ws_http_done(vcg_instance_t *inst, struct lws *wsi) {
+  ws_conn_t *c = lws_get_opaque_user_data(wsi);
+
+  (void)inst;
+  if (lws_http_transaction_completed(wsi))
+    return -1;
+  /* Kept alive for another request: it gets its own upgrade_timeout. */
+  if (c != NULL)
+    vcg__ws_upgrade_restart(c);
+  return 0;
+}
+
 int vcg__ws_http_request(vcg_instance_t *inst, struct lws *wsi) {
   ws_conn_t *c = lws_get_opaque_user_data(wsi);
   char path[4096];
-  int r = -2;
+  int method, r = -2;
 
   if (c != NULL) {
     /* Plain requests route on lws's decoded path; the raw target was only
@@ -242,7 +266,8 @@ int vcg__ws_http_request(vcg_instance_t *inst, struct lws *wsi) {
     free(c->target);
     c->target = NULL;
   }
-  if (ws_request_path(wsi, path, sizeof(path)) < 0) {
+  method = ws_request_path(wsi, path, sizeof(path));
+  if (method < 0) {
     r = ws_http_reply(wsi, 404, "not found");
   } else {
     for (size_t i = 0; i < sizeof(ws_http_routes) / sizeof(ws_http_routes[0]); i++) {
@@ -255,10 +280,11 @@ int vcg__ws_http_request(vcg_instance_t *inst, struct lws *wsi) {
       }
     }
     if (r == -2)
-      r = ws_http_reply(wsi, 404, "not found");
+      r = vcg__ws_files_serve(inst, wsi, path, method);
   }
   if (r < 0)
     return -1;
-  /* Our replies say "connection: close"; lws closes after flushing. */
-  return lws_http_transaction_completed(wsi) ? -1 : 0;
+  if (r > 0)
+    return 0; /* lws is sending a file; FILE_COMPLETION ends it */
+  return vcg__ws_http_done(inst, wsi);
 }

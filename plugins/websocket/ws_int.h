@@ -8,6 +8,7 @@
  *                lws's log sink, and the teardown reaper of stop()
  *   ws_http.c    what a request gets: the upgrade judgement (the host's
  *                lobby), /.well-known/vcgate, small HTTP replies
+ *   ws_files.c   static files under webroot
  *   ws_in.c      inbound messages: reassembly, size limits, delivery
  *   ws_out.c     one connection's state, its output queue, framing and the
  *                end-of-turn flush, and its close handshake
@@ -50,7 +51,8 @@
 #define WS_DEFER_MAX_READERS 4
 #define WS_DEFER_MIN_DIRTY 32
 #define WS_DEFER_MAX_TURNS 4
-/* Bytes of framed messages handed to lws (one send()) per callback. */
+/* Bytes of framed messages handed to lws (one send()) per callback, at
+ * most; with notsent_lowat a batch is no larger than it (see ws_out.c). */
 #define WS_BATCH_BYTES (256u * 1024u)
 /* Connections accepted per readiness event of the listen socket. */
 #define WS_ACCEPT_BUDGET 64
@@ -69,8 +71,6 @@
 #define WS_WRITE_CLOSE ((enum lws_write_protocol)4)
 /* How long a client has to echo our close frame. */
 #define WS_CLOSE_ACK_SECS 3
-/* How long an accepted socket may take to send its request line. */
-#define WS_REQUEST_LINE_TIMEOUT_MS 10000
 
 /* ------------------------------------------------------------- config */
 
@@ -83,7 +83,13 @@ typedef struct ws_conf {
   int64_t max_header_size; /* bytes */
   int64_t lws_log_level;   /* 0 err, 1 +warn, 2 +notice, 3 +info */
   int64_t rx_buffer_size;  /* bytes */
+  int64_t upgrade_timeout; /* ms from accept to a completed upgrade */
+  char *webroot;           /* static files; NULL or "" serves none */
+  int64_t notsent_lowat;   /* TCP_NOTSENT_LOWAT bytes, 0 leaves it alone */
 } ws_conf_t;
+
+/* The request methods the routes tell apart. */
+enum { WS_METHOD_GET, WS_METHOD_HEAD, WS_METHOD_OTHER };
 
 /* Whole seconds for lws's second-granular policies, rounded up. */
 unsigned vcg__ws_secs(int64_t ms);
@@ -145,6 +151,7 @@ struct vcg_instance {
    * to the largest message sent and is reused. */
   uint8_t *sendbuf;
   size_t sendbuf_cap;
+  size_t batch_max;            /* bytes per batch: WS_BATCH_BYTES or less */
 
   int draining;
   int stopping;
@@ -176,6 +183,8 @@ struct ws_conn {
   uint64_t deadline;           /* loop ms by which the upgrade must be done */
   ws_conn_t *uprev, *unext;    /* in inst->up_head while not upgraded */
   unsigned in_up : 1;
+  unsigned has_slot : 1;       /* holds a host->conn_admit() slot */
+  unsigned slot_counted : 1;   /* conn_admit()'s value, for conn_release() */
 
   int32_t dirty_idx;           /* slot in inst->dirty, -1 when absent */
   uint32_t alive_sec;          /* loop second of the last validity report */
@@ -224,6 +233,11 @@ void vcg__ws_listen_close(vcg_instance_t *inst);
 void vcg__ws_listen_stop(vcg_instance_t *inst);
 /* c is upgraded or gone: no upgrade deadline any more. */
 void vcg__ws_upgrade_done(ws_conn_t *c);
+/* c answered a plain request and stays open for another: a new
+ * upgrade_timeout from now. */
+void vcg__ws_upgrade_restart(ws_conn_t *c);
+/* c is gone: give back its host->conn_admit() slot (once). */
+void vcg__ws_slot_release(ws_conn_t *c);
 
 /* ---------------------------------------------------- ws_http.c */
 
@@ -235,6 +249,22 @@ int vcg__ws_http_upgrade(vcg_instance_t *inst, struct lws *wsi,
 /* LWS_CALLBACK_HTTP: a plain HTTP request.  Returns 0 to keep going or -1
  * to hang up, as the callback does. */
 int vcg__ws_http_request(vcg_instance_t *inst, struct lws *wsi);
+/* A response is complete (LWS_CALLBACK_HTTP_FILE_COMPLETION too): end the
+ * transaction; returns what the callback returns. */
+int vcg__ws_http_done(vcg_instance_t *inst, struct lws *wsi);
+/* Write a complete small text/plain response that closes the connection,
+ * with `extra` header lines (CRLF-terminated, may be NULL).  Returns 0 or
+ * -1 when the connection must be dropped. */
+int vcg__ws_http_reply(struct lws *wsi, unsigned status, const char *extra,
+                       const char *body);
+
+/* ---------------------------------------------------- ws_files.c */
+
+/* Answer a plain request for path (decoded) from the webroot.  Returns -1
+ * to hang up, 0 when a complete response was written (the caller ends the
+ * transaction), 1 when lws sends a file and ends the transaction itself. */
+int vcg__ws_files_serve(vcg_instance_t *inst, struct lws *wsi,
+                        const char *path, int method);
 
 /* ---------------------------------------------------- ws_in.c */
 

@@ -17,12 +17,23 @@
  * lib/roles/http/parsers.c lws_parse_urldecode()).  So on plaintext
  * connections we read the request line ourselves before lws sees the
  * socket: recv(MSG_PEEK) until its line end, bounded by max_header_size and
- * by a deadline, keep the raw target with the connection, and then adopt
+ * by upgrade_timeout, keep the raw target with the connection, and then adopt
  * the socket, from which lws reads the same bytes.  A line that has not
  * arrived whole sets SO_RCVLOWAT one byte above what is there, so the
  * level-triggered poll wakes only when more has come instead of at every
  * loop turn.  On wss:// the bytes are ciphertext: ws_http.c rebuilds the
  * target from lws's decoded one (vcg__ws_target_rebuild()).
+ *
+ * Admission.  A socket counts against core.max_connections_per_ip and
+ * core.max_connections from accept on (host->conn_admit()), before any
+ * memory of ours or of lws is spent on it; a refused one gets a 429 or
+ * 503 written straight to it.  Its slot is given back when its ws_conn_t
+ * is freed (vcg__ws_conn_free(): WSI_DESTROY, or before lws had it), and
+ * the session opened on it says VCG_SESSION_ADMITTED so that the host does
+ * not count it twice.  Every socket must complete its upgrade within
+ * upgrade_timeout of its accept or is closed: the sockets not yet upgraded
+ * are kept in accept order, which is deadline order, and one timer looks
+ * at the oldest.
  */
 #define _GNU_SOURCE 1 /* accept4() */
 #include <arpa/inet.h>
@@ -79,6 +90,11 @@ static void ws_upgrade_track(ws_conn_t *c, uint64_t timeout_ms) {
   inst->up_tail = c;
   if (inst->up_head == c)
     ws_sweep_arm(inst);
+}
+
+void vcg__ws_upgrade_restart(ws_conn_t *c) {
+  vcg__ws_upgrade_done(c);
+  ws_upgrade_track(c, (uint64_t)c->inst->conf->upgrade_timeout);
 }
 
 void vcg__ws_upgrade_done(ws_conn_t *c) {
@@ -160,14 +176,25 @@ static void ws_sweep_cb(uv_timer_t *t) {
     ws_conn_t *c = inst->up_head;
 
     vcg__ws_upgrade_done(c);
-    if (c->wsi == NULL) {
-      inst->host->log(inst->w, NULL, VCG_LOG_DEBUG,
-                      "no request line within %d ms: closing",
-                      WS_REQUEST_LINE_TIMEOUT_MS);
+    inst->host->log(inst->w, NULL, VCG_LOG_DEBUG,
+                    "no upgrade within %lld ms: closing",
+                    (long long)inst->conf->upgrade_timeout);
+    inst->host->counter_add(inst->w, "upgrade_timeouts", 1);
+    if (c->wsi == NULL)
       ws_drop(c, 0, NULL);
-    }
+    else
+      /* lws closes it on its next timer pass, outside this callback;
+       * WSI_DESTROY then frees c and its slot. */
+      lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, LWS_TO_KILL_ASYNC);
   }
   ws_sweep_arm(inst);
+}
+
+void vcg__ws_slot_release(ws_conn_t *c) {
+  if (!c->has_slot)
+    return;
+  c->has_slot = 0;
+  c->inst->host->conn_release(c->inst->w, &c->peer.sa, c->slot_counted);
 }
 
 /* Hand c's socket to lws.  Frees c when lws refuses it. */
@@ -177,12 +204,12 @@ static void ws_adopt(ws_conn_t *c) {
   struct lws *wsi;
 
   ws_peek_end(c);
-  vcg__ws_upgrade_done(c);
   fd.sockfd = c->fd;
   c->fd = -1;
   /* On failure lws closes the socket itself.  No callback of this wsi
    * runs inside the call with our state (it is bound afterwards), so a
-   * failed adoption never reaches WSI_DESTROY with c. */
+   * failed adoption never reaches WSI_DESTROY with c: freeing c here
+   * releases its slot exactly once. */
   wsi = lws_adopt_descriptor_vhost(inst->vh, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP |
                                    (inst->tls ? LWS_ADOPT_ALLOW_SSL : 0),
                                    fd, NULL, NULL);
@@ -279,28 +306,51 @@ static void ws_peek_start(ws_conn_t *c) {
 /* A new socket from accept4(). */
 static void ws_accepted(vcg_instance_t *inst, int fd,
                         const struct sockaddr_storage *ss) {
+  const vcg_host_api_t *host = inst->host;
   ws_conn_t *c;
-  int one = 1;
+  int one = 1, r;
 
-  (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  c = vcg__ws_conn_new(inst);
-  if (c == NULL) {
+  /* The socket counts against the core's limits before it costs us
+   * anything: a refusal is answered here, without lws. */
+  r = host->conn_admit(inst->w, (const struct sockaddr *)ss);
+  if (r < 0) {
+    host->counter_add(inst->w, "connections_refused", 1);
+    host->log(inst->w, NULL, VCG_LOG_DEBUG, "refused a connection: %s",
+              r == VCG_EAGAIN ? "per-address limit" : "connection limit");
+    /* On wss:// an HTTP answer before the TLS handshake is noise: close. */
+    if (!inst->tls)
+      ws_early_reply(inst, fd, r == VCG_EAGAIN ? 429 : 503,
+                     r == VCG_EAGAIN ? "too many connections from this address"
+                                     : "server is at its connection limit");
     close(fd);
     return;
   }
-  c->fd = fd;
+  c = vcg__ws_conn_new(inst);
+  if (c == NULL) {
+    host->conn_release(inst->w, (const struct sockaddr *)ss, r);
+    close(fd);
+    return;
+  }
   if (ss->ss_family == AF_INET6)
     memcpy(&c->peer.in6, ss, sizeof(c->peer.in6));
   else if (ss->ss_family == AF_INET)
     memcpy(&c->peer.in, ss, sizeof(c->peer.in));
   else
     c->peer.sa.sa_family = AF_UNSPEC;
-  if (inst->tls) {
-    ws_adopt(c);
-    return;
+  c->has_slot = 1;
+  c->slot_counted = r != 0;
+  c->fd = fd;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (inst->conf->notsent_lowat > 0) {
+    int lowat = (int)inst->conf->notsent_lowat;
+
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
   }
-  ws_upgrade_track(c, WS_REQUEST_LINE_TIMEOUT_MS);
-  ws_peek_start(c);
+  ws_upgrade_track(c, (uint64_t)inst->conf->upgrade_timeout);
+  if (inst->tls)
+    ws_adopt(c);
+  else
+    ws_peek_start(c);
 }
 
 /* ---------------------------------------------------------- listening */

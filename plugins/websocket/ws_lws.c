@@ -110,10 +110,16 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
       return -1;
     return vcg__ws_http_request(inst, wsi);
 
+  case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+    if (inst == NULL)
+      return -1;
+    return vcg__ws_http_done(inst, wsi);
+
   case LWS_CALLBACK_ESTABLISHED:
     if (c == NULL || c->s == NULL)
       return -1; /* an upgrade we did not accept: cannot happen */
     c->established = 1;
+    vcg__ws_upgrade_done(c);
     /* Packets queued from inside session_open(), or a close() that came
      * before the 101, are written now. */
     if (c->closing || c->qlen > 0)

@@ -9,6 +9,17 @@
  * list in ws_int.h).  lws takes raw writes outside its callbacks and
  * buffers whatever the kernel refuses, then asks for POLLOUT itself; the
  * writeable callback continues from there.
+ *
+ * Deadlines.  Queued video that waited past its deadline is worth less than
+ * nothing to a call, so the packets are checked as they are taken from the
+ * queue to be framed: host->packet_take() sheds one past its deadline
+ * (counted, CONGESTION to its sender) instead of it reaching the socket,
+ * and records the relay latency of the others.  For that to mean anything the bytes past this point must stay
+ * few: notsent_lowat (TCP_NOTSENT_LOWAT, set at accept) keeps the kernel's
+ * unsent queue near that many bytes, the kernel then takes no more in one
+ * send(), and what it refuses lws keeps (lws_partial_buffered()) while we
+ * write nothing more to the connection; so a batch is at most notsent_lowat
+ * bytes (or one larger message), and lws never holds more than one.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +91,7 @@ void vcg__ws_conn_free(ws_conn_t *c) {
   vcg_instance_t *inst = c->inst;
 
   vcg__ws_upgrade_done(c);
+  vcg__ws_slot_release(c);
   ws_queue_drop_all(c);
   if (c->dirty_idx >= 0)
     inst->dirty[c->dirty_idx] = NULL;
@@ -155,7 +167,7 @@ static int ws_write_queued(vcg_instance_t *inst, ws_conn_t *c) {
    * payload.  The copy is the one copy per recipient lws_write() needs
    * anyway (it wants LWS_PRE bytes of headroom before the payload, which
    * the shared, immutable packets do not have). */
-  while (c->qlen > 0 && budget-- > 0) {
+  while (c->qlen > 0 && budget > 0) {
     vcg_packet_t *p = c->q[c->qhead];
     const uint8_t *data;
     size_t len, hl;
@@ -163,8 +175,17 @@ static int ws_write_queued(vcg_instance_t *inst, ws_conn_t *c) {
 
     data = host->packet_data(p, &len);
     hl = len < 126 ? 2 : len < 65536 ? 4 : 10;
-    if (used > 0 && used + hl + len > WS_BATCH_BYTES)
+    if (used > 0 && used + hl + len > inst->batch_max)
       break; /* the next callback sends the rest */
+    c->qhead = (c->qhead + 1) % c->qcap;
+    c->qlen--;
+    c->qbytes -= len;
+    /* The host sheds a packet past its deadline (too old to be worth
+     * sending) and records the relay latency of the others.  It may queue
+     * CONGESTION on this very connection (to its own sender): the loop
+     * re-reads the queue every time. */
+    if (host->packet_take(c->s, p)) continue;
+    budget--;
     if (inst->sendbuf_cap < LWS_PRE + used + hl + len) {
       size_t ncap = inst->sendbuf_cap ? inst->sendbuf_cap : 16384;
       uint8_t *nb;
@@ -175,6 +196,7 @@ static int ws_write_queued(vcg_instance_t *inst, ws_conn_t *c) {
       if (nb == NULL) {
         host->log(inst->w, c->s, VCG_LOG_ERROR,
                   "out of memory for a %zu-byte message", len);
+        host->packet_unref(p);
         return -1;
       }
       inst->sendbuf = nb;
@@ -195,9 +217,6 @@ static int ws_write_queued(vcg_instance_t *inst, ws_conn_t *c) {
     }
     memcpy(f + hl, data, len);
     used += hl + len;
-    c->qhead = (c->qhead + 1) % c->qcap;
-    c->qlen--;
-    c->qbytes -= len;
     host->packet_unref(p);
   }
   if (used > 0 &&

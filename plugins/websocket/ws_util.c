@@ -1,12 +1,14 @@
 /*
  * ws_util.c -- pure helpers of the websocket transport: listen address
- * parsing, the request line, request targets, small HTTP responses.
+ * parsing, the request line, request targets, small HTTP responses,
+ * static file names.
  */
 #include "ws_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <vcgate/plugin.h>
 
@@ -198,4 +200,80 @@ long vcg__ws_http_format(char *dst, size_t cap, unsigned status,
   if (n < 0 || (size_t)n >= cap)
     return VCG_ENOBUFS;
   return n;
+}
+
+const char *vcg__ws_mime_type(const char *path) {
+  static const struct { const char *ext, *type; } types[] = {
+    { "html", "text/html; charset=utf-8" },
+    { "js", "text/javascript; charset=utf-8" },
+    { "mjs", "text/javascript; charset=utf-8" },
+    { "css", "text/css; charset=utf-8" },
+    { "json", "application/json" },
+    { "svg", "image/svg+xml" },
+    { "png", "image/png" },
+    { "ico", "image/x-icon" },
+    { "wasm", "application/wasm" },
+    { "webmanifest", "application/manifest+json" },
+    { "txt", "text/plain; charset=utf-8" },
+  };
+  const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+
+  if (dot != NULL && (slash == NULL || dot > slash))
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+      if (strcasecmp(dot + 1, types[i].ext) == 0)
+        return types[i].type;
+  return "application/octet-stream";
+}
+
+int vcg__ws_file_path_ok(const char *path) {
+  if (path == NULL || path[0] != '/')
+    return 0;
+  for (const char *p = path; (p = strchr(p, '/')) != NULL; p++)
+    if (p[1] == '.')
+      return 0;
+  return 1;
+}
+
+/* One entity tag of a list at *p (skipping spaces and commas): its opaque
+ * part without W/ and quotes, in [*b, *e).  Returns 0 at the end. */
+static int ws_next_etag(const char **p, const char **b, const char **e) {
+  const char *s = *p;
+
+  while (*s == ' ' || *s == '\t' || *s == ',')
+    s++;
+  if (*s == '\0')
+    return 0;
+  if (s[0] == 'W' && s[1] == '/')
+    s += 2;
+  if (*s == '"') {
+    const char *q = strchr(s + 1, '"');
+
+    *b = s + 1;
+    *e = q ? q : s + strlen(s);
+    s = q ? q + 1 : *e;
+  } else {
+    *b = s;
+    while (*s && *s != ',')
+      s++;
+    *e = s;
+    while (*e > *b && ((*e)[-1] == ' ' || (*e)[-1] == '\t'))
+      (*e)--;
+  }
+  *p = s;
+  return 1;
+}
+
+int vcg__ws_etag_match(const char *inm, const char *etag) {
+  const char *eb, *ee, *b, *e, *p = etag;
+
+  if (inm == NULL || etag == NULL || !ws_next_etag(&p, &eb, &ee))
+    return 0;
+  p = inm;
+  while (ws_next_etag(&p, &b, &e)) {
+    if (e - b == 1 && *b == '*')
+      return 1;
+    if (e - b == ee - eb && memcmp(b, eb, (size_t)(e - b)) == 0)
+      return 1;
+  }
+  return 0;
 }

@@ -57,4 +57,20 @@ long vcg__ws_http_format(char *dst, size_t cap, unsigned status,
                          const char *ctype, const char *extra,
                          const char *body);
 
+/* The content type of a static file by its name's extension (html,
+ * js/mjs, css, json, svg, png, ico, wasm, webmanifest, txt), or
+ * application/octet-stream. */
+const char *vcg__ws_mime_type(const char *path);
+
+/* Whether a decoded request path may name a file under the webroot: it
+ * starts with '/', and no segment starts with '.' (no "..", no ".", no
+ * hidden files such as .git).  The caller still resolves the result with
+ * realpath() and checks that it stays under the root (symlinks). */
+int vcg__ws_file_path_ok(const char *path);
+
+/* Whether an If-None-Match header value matches etag: "*", or one of its
+ * comma-separated entity tags, compared weakly (RFC 9110 13.1.2: a W/
+ * prefix on either side is ignored). */
+int vcg__ws_etag_match(const char *if_none_match, const char *etag);
+
 #endif

@@ -211,6 +211,16 @@ static void conn_flush(wt_conn_t *c) {
 
 /* ------------------------------------------------- calls from the session */
 
+uint64_t vcg__wt_conn_window(const wt_conn_conf_t *conf) {
+  /* A WebTransport stream's bytes are credited to the connection only
+   * once its message is complete, so the window must hold one message of
+   * the largest size (core.max_message_size) or such a message would
+   * stall; beyond that, connection_window.  It bounds what unfinished
+   * messages can pin per connection. */
+  uint64_t one = conf->max_msg + WT_STREAM_PREFIX_MAX;
+  return conf->connection_window > one ? conf->connection_window : one;
+}
+
 int vcg__wt_conn_active(const wt_conn_t *c) { return c->state == WT_C_ACTIVE; }
 
 void vcg__wt_conn_credit(wt_conn_t *c, int64_t id, size_t n) {
@@ -223,9 +233,9 @@ void vcg__wt_conn_credit_conn(wt_conn_t *c, uint64_t n) {
   if (n) ngtcp2_conn_extend_max_offset(c->qc, n);
 }
 
-void vcg__wt_conn_stream_done(wt_conn_t *c, int64_t id) {
-  if (id & 0x2) ngtcp2_conn_extend_max_streams_uni(c->qc, 1);
-  else ngtcp2_conn_extend_max_streams_bidi(c->qc, 1);
+void vcg__wt_conn_stream_done(wt_conn_t *c, int64_t id, int more) {
+  if (more && (id & 0x2)) ngtcp2_conn_extend_max_streams_uni(c->qc, 1);
+  else if (more) ngtcp2_conn_extend_max_streams_bidi(c->qc, 1);
   ngtcp2_conn_set_stream_user_data(c->qc, id, NULL);
 }
 
@@ -295,6 +305,10 @@ static int cb_handshake_completed(ngtcp2_conn *qc, void *ud) {
   if (c->odcid_registered) {
     vcg__wt_ep_cid_del(c->set->ep, &c->cids, &c->odcid);
     c->odcid_registered = 0;
+  }
+  if (c->half_open) {
+    c->half_open = 0;
+    vcg__wt_ep_half_open_end(c->set->ep, (const struct sockaddr *)&c->remote);
   }
   return 0;
 }
@@ -428,10 +442,19 @@ static const ngtcp2_callbacks server_callbacks = {
 
 /* ------------------------------------------------------- connection life */
 
+/* The connection's memory goes last, with the session layer's state: a
+ * host call from inside a callback of that layer (session_closed, which
+ * may stop the worker and so free every connection) must not pull either
+ * from under the caller. */
+static void conn_release(wt_conn_t *c) {
+  c->set->cb->release(c);
+  free(c);
+}
+
 static void on_timer_closed(uv_handle_t *h) {
   wt_conn_t *c = h->data;
   wt_endpoint_t *ep = c->set->ep;
-  free(c);
+  conn_release(c);
   vcg__wt_ep_handle_closed(ep);
 }
 
@@ -442,8 +465,13 @@ static void conn_free(wt_conn_t *c) {
   c->state = WT_C_DEAD;
   dirty_unlink(c);
   vcg__wt_ep_cid_del_all(cs->ep, &c->cids);
+  if (c->half_open) vcg__wt_ep_half_open_end(cs->ep, (const struct sockaddr *)&c->remote);
+  c->half_open = 0;
+  /* Exactly once: the slot conn_admit() gave this connection. */
+  if (c->holds_admission)
+    cs->host->conn_release(cs->w, (const struct sockaddr *)&c->remote, c->admitted);
+  c->holds_admission = 0;
   vcg__wt_outq_free(&c->out);
-  cs->cb->release(c);
   if (c->qc) ngtcp2_conn_del(c->qc);
   c->qc = NULL;
   if (c->tls) gnutls_deinit(c->tls);
@@ -458,12 +486,13 @@ static void conn_free(wt_conn_t *c) {
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
   } else {
-    free(c);
+    conn_release(c);
   }
 }
 
-static wt_conn_t *conn_new(wt_connset_t *cs, wt_listener_t *l, const ngtcp2_pkt_hd *hd,
-                           const struct sockaddr *from) {
+static wt_conn_t *conn_new(wt_connset_t *cs, wt_listener_t *l, const wt_accept_t *a) {
+  const ngtcp2_pkt_hd *hd = a->hd;
+  const struct sockaddr *from = a->from;
   wt_conn_t *c = calloc(1, sizeof(*c));
   if (!c) return NULL;
   socklen_t fromlen = vcg__wt_sa_len(from);
@@ -483,28 +512,43 @@ static wt_conn_t *conn_new(wt_connset_t *cs, wt_listener_t *l, const ngtcp2_pkt_
   ngtcp2_settings_default(&settings);
   settings.initial_ts = vcg__wt_now();
   settings.max_tx_udp_payload_size = WT_MAX_PKTLEN;
-  /* We credit flow control ourselves (session.c): no auto-tuned windows. */
-  uint64_t stream_uni = cs->conf.max_msg + 64;
-  uint64_t conn_window = 4u << 20;
-  if (conn_window < 2 * stream_uni) conn_window = 2 * stream_uni;
+  /* A half-open connection costs memory: it gets a few seconds, not the
+   * idle timeout, to complete its handshake. */
+  settings.handshake_timeout = cs->conf.handshake_timeout_ms * NGTCP2_MILLISECONDS;
+  /* We credit flow control ourselves (session.c): no auto-tuned windows.
+   * The windows are what a client can make us buffer, sized to a call:
+   * see wt_conn_window(). */
+  uint64_t stream_uni = cs->conf.max_msg + WT_STREAM_PREFIX_MAX;
   settings.max_window = 0;
   settings.max_stream_window = 0;
 
   ngtcp2_transport_params params;
   ngtcp2_transport_params_default(&params);
-  params.initial_max_stream_data_bidi_local = 256u << 10;
-  params.initial_max_stream_data_bidi_remote = 256u << 10;
+  /* The CONNECT stream carries one HEADERS frame (at most 16 KiB) and
+   * capsules, read as they come; we open no bidirectional stream. */
+  params.initial_max_stream_data_bidi_local = WT_BIDI_WINDOW;
+  params.initial_max_stream_data_bidi_remote = WT_BIDI_WINDOW;
   /* One PacketWrapper per uni stream: the stream window holds exactly one
    * message of the largest allowed size plus its prefix, so a bigger one
    * is seen (and refused) rather than stalled. */
   params.initial_max_stream_data_uni = stream_uni;
-  params.initial_max_data = conn_window;
+  params.initial_max_data = vcg__wt_conn_window(&cs->conf);
   params.initial_max_streams_bidi = 4;
-  params.initial_max_streams_uni = 100;
+  params.initial_max_streams_uni = cs->conf.max_concurrent_streams;
   params.max_idle_timeout = cs->conf.idle_timeout_ms * NGTCP2_MILLISECONDS;
   params.active_connection_id_limit = 4;
   params.max_datagram_frame_size = 65535;
-  params.original_dcid = hd->dcid;
+  if (a->odcid) {
+    /* After a Retry: the address is validated (the token came back), so
+     * ngtcp2 lifts the amplification limit; the transport parameters
+     * prove to the client which Retry we sent. */
+    params.original_dcid = *a->odcid;
+    params.retry_scid = hd->dcid;
+    params.retry_scid_present = 1;
+    settings.token = hd->token;
+  } else {
+    params.original_dcid = hd->dcid;
+  }
   params.stateless_reset_token_present = 1;
   if (vcg__wt_ep_reset_token(cs->ep, params.stateless_reset_token, &scid) != 0) goto fail;
 
@@ -535,9 +579,14 @@ static wt_conn_t *conn_new(wt_connset_t *cs, wt_listener_t *l, const ngtcp2_pkt_
 
   if (vcg__wt_ep_cid_add(cs->ep, &c->cids, &scid, c) != 0 ||
       vcg__wt_ep_cid_add(cs->ep, &c->cids, &hd->dcid, c) != 0) {
+    /* Not ours yet: the endpoint undoes the admission and the half-open
+     * count. */
     conn_free(c);
     return NULL;
   }
+  c->admitted = a->admitted;
+  c->holds_admission = 1;
+  c->half_open = 1;
   c->odcid_registered = 1;
   return c;
 fail:
@@ -547,15 +596,14 @@ fail:
   return NULL;
 }
 
-void *vcg__wt_conn_accept(void *set, wt_listener_t *l, const ngtcp2_pkt_hd *hd,
-                          const struct sockaddr *from) {
+void *vcg__wt_conn_accept(void *set, wt_listener_t *l, const wt_accept_t *a) {
   wt_connset_t *cs = set;
   if (cs->stopping) return NULL;
   if (cs->nconns >= cs->conf.max_sessions) {
     cs->host->counter_add(cs->w, "wt_connections_refused", 1);
     return NULL;
   }
-  wt_conn_t *c = conn_new(cs, l, hd, from);
+  wt_conn_t *c = conn_new(cs, l, a);
   if (c) cs->host->counter_add(cs->w, "wt_connections", 1);
   return c;
 }

@@ -21,7 +21,9 @@
  * Ownership: the set owns every connection; a connection owns its
  * ngtcp2_conn, its GnuTLS session, its timer, its connection IDs (on the
  * endpoint's table) and its output records (c->out).  c->app belongs to
- * the session layer, which frees it in its `release` callback.
+ * the session layer, which frees it in its `release` callback; that runs
+ * when the connection's memory is freed (after its timer closed), never
+ * synchronously under a callback.
  */
 #ifndef VCG_WT_CONN_H
 #define VCG_WT_CONN_H
@@ -42,6 +44,8 @@
 
 #define WT_MAX_PKTLEN 1452           /* our largest UDP payload */
 #define WT_STREAM_BATCH 32           /* uni streams opened ahead of writing */
+#define WT_STREAM_PREFIX_MAX 64      /* a WebTransport stream's prefix, rounded up */
+#define WT_BIDI_WINDOW (64u << 10)   /* the CONNECT stream's window */
 
 typedef struct wt_conn wt_conn_t;
 typedef struct wt_connset wt_connset_t;
@@ -67,6 +71,10 @@ typedef struct wt_conn_cb {
   /* A packet record was not yet on the wire when its deadline passed: the
    * layer takes the packet out (vcg__wt_os_take_packet) and drops it. */
   void (*shed)(wt_conn_t *c, wt_ostream_t *os);
+  /* A packet record is about to go on the wire: the layer tells the host
+   * (relay latency).  Returns 1 when the host shed it after all (the
+   * layer has taken the packet out), 0 to write it. */
+  int (*take)(wt_conn_t *c, wt_ostream_t *os);
   /* Around each write loop. */
   void (*before_write)(wt_conn_t *c);
   void (*after_write)(wt_conn_t *c);
@@ -75,15 +83,20 @@ typedef struct wt_conn_cb {
   /* The connection stopped carrying traffic (closing, draining, idle or
    * freed); may be called more than once. */
   void (*gone)(wt_conn_t *c);
-  /* The connection is being freed: free c->app. */
+  /* The connection's memory is being freed (a loop iteration after it
+   * went DEAD): free c->app. */
   void (*release)(wt_conn_t *c);
 } wt_conn_cb_t;
 
 /* Settings every connection of the set gets (from the plugin's options). */
 typedef struct wt_conn_conf {
   uint64_t idle_timeout_ms;
+  uint64_t handshake_timeout_ms; /* a half-open connection is dropped then */
   size_t max_sessions;           /* connections at once */
   size_t max_msg;                /* core.max_message_size */
+  uint64_t max_client_streams;   /* per connection, then session rotation */
+  uint64_t connection_window;    /* bytes a client may have in flight */
+  uint64_t max_concurrent_streams; /* client uni streams open at once */
 } wt_conn_conf_t;
 
 struct wt_connset {
@@ -131,6 +144,9 @@ struct wt_conn {
   ngtcp2_cid odcid;              /* the client's original DCID */
   int odcid_registered;
   int state;                     /* enum wt_conn_state */
+  int admitted;                  /* host->conn_admit()'s answer ... */
+  int holds_admission;           /* ... released once, in conn_free */
+  int half_open;                 /* counted by the endpoint until handshake */
   uint64_t app_error;            /* H3 error to close with, 0 = none */
   uint8_t *close_pkt;            /* CONNECTION_CLOSE, resent while closing */
   size_t close_pktlen;
@@ -145,10 +161,13 @@ int vcg__wt_connset_init(wt_connset_t *cs, const vcg_host_api_t *host, vcg_worke
  * application error app_error) and the set's handles. */
 void vcg__wt_connset_stop(wt_connset_t *cs, uint64_t app_error);
 /* The endpoint's callbacks (wt_endpoint_cb_t), with ud = the set. */
-void *vcg__wt_conn_accept(void *set, wt_listener_t *l, const ngtcp2_pkt_hd *hd,
-                          const struct sockaddr *from);
+void *vcg__wt_conn_accept(void *set, wt_listener_t *l, const wt_accept_t *a);
 void vcg__wt_conn_packet(void *conn, wt_listener_t *l, const struct sockaddr *from,
                          const uint8_t *data, size_t len);
+
+/* The connection flow-control window a client gets: connection_window,
+ * but never less than one message of core.max_message_size. */
+uint64_t vcg__wt_conn_window(const wt_conn_conf_t *conf);
 
 /* ---- one connection, for the session layer ---- */
 int vcg__wt_conn_active(const wt_conn_t *c);
@@ -163,9 +182,9 @@ int vcg__wt_conn_fail(wt_conn_t *c, uint64_t h3err);
 void vcg__wt_conn_credit(wt_conn_t *c, int64_t id, size_t n);
 void vcg__wt_conn_credit_conn(wt_conn_t *c, uint64_t n);
 /* The session layer is done with peer stream id: forget its user data
- * and, because ngtcp2 0.12.1 never retires client streams whose send side
- * we never use, give the peer its stream credit back. */
-void vcg__wt_conn_stream_done(wt_conn_t *c, int64_t id);
+ * and, when `more`, give the peer its stream credit back (ngtcp2 0.12.1
+ * never retires client streams whose send side we never use). */
+void vcg__wt_conn_stream_done(wt_conn_t *c, int64_t id, int more);
 void vcg__wt_conn_set_stream_ud(wt_conn_t *c, int64_t id, void *sud);
 /* Reset both directions / stop reading, with an HTTP/3 error code. */
 void vcg__wt_conn_reset_stream(wt_conn_t *c, int64_t id, uint64_t code);

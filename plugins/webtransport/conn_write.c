@@ -27,8 +27,7 @@ static int os_stale(const wt_ostream_t *os, uint64_t now_ms) {
 /* Hand a stale packet to the session layer (which gives it to the host)
  * and end its record: freed at once when no stream carries it yet,
  * else the stream is reset and ngtcp2 frees the record as it closes it. */
-static void shed(wt_conn_t *c, wt_ostream_t *os) {
-  c->set->cb->shed(c, os);
+static void end_record(wt_conn_t *c, wt_ostream_t *os) {
   if (os->id < 0) {
     vcg__wt_os_free(&c->out, os);
     return;
@@ -37,6 +36,21 @@ static void shed(wt_conn_t *c, wt_ostream_t *os) {
   os->sent = os->total;
   os->fin_sent = 1;
   ngtcp2_conn_shutdown_stream_write(c->qc, os->id, WT_SHED_ERROR);
+}
+
+static void shed(wt_conn_t *c, wt_ostream_t *os) {
+  c->set->cb->shed(c, os);
+  end_record(c, os);
+}
+
+/* A fresh packet record chosen to write: tell the layer above once.  0 to
+ * write it; 1 when the host shed it instead (record ended). */
+static int taken(wt_conn_t *c, wt_ostream_t *os) {
+  if (!os->pkt || os->taken || os->sent) return 0;
+  os->taken = 1;
+  if (!c->set->cb->take(c, os)) return 0;
+  end_record(c, os);
+  return 1;
 }
 
 /* The next record with bytes to write, or NULL.  Prioritised streams come
@@ -62,6 +76,7 @@ static wt_ostream_t *pick(wt_conn_t *c, uint64_t now_ms, int *stopped) {
       shed(c, os);
       continue;
     }
+    if (taken(c, os)) continue;
     return os;
   }
   return NULL;

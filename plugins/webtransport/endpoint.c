@@ -247,6 +247,141 @@ static void send_stateless_reset(wt_listener_t *l, const uint8_t *dcid,
   if (n > 0) vcg__wt_ep_send(l, to, buf, (size_t)n);
 }
 
+/* ------------------------------------------------ half-open connections */
+
+/* The IP address of sa (no port): what per-address limits count. */
+static size_t addr_key(const struct sockaddr *sa, uint8_t *out) {
+  if (sa->sa_family == AF_INET6) {
+    memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    return 16;
+  }
+  memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+  return 4;
+}
+
+typedef struct { int family; const uint8_t *p; size_t n; } ho_key_t;
+
+static int ho_eq(const vcg_hnode_t *x, const void *key) {
+  const wt_ho_addr_t *a = vcg_container_of(x, wt_ho_addr_t, node);
+  const ho_key_t *k = key;
+  return a->family == k->family && memcmp(a->addr, k->p, k->n) == 0;
+}
+
+/* The entry of sa's address, made when `make` (NULL on ENOMEM or absent). */
+static wt_ho_addr_t *ho_get(wt_endpoint_t *ep, const struct sockaddr *sa, int make) {
+  uint8_t b[16];
+  ho_key_t k = { sa->sa_family, b, addr_key(sa, b) };
+  uint64_t hash = vcg_hash(b, k.n, ep->half_open_by_addr.seed);
+  vcg_hnode_t *x = vcg_htab_find(&ep->half_open_by_addr, hash, ho_eq, &k);
+  if (x || !make) return x ? vcg_container_of(x, wt_ho_addr_t, node) : NULL;
+  wt_ho_addr_t *a = calloc(1, sizeof(*a));
+  if (!a) return NULL;
+  a->family = k.family;
+  memcpy(a->addr, b, k.n);
+  vcg_htab_insert(&ep->half_open_by_addr, &a->node, hash);
+  return a;
+}
+
+void vcg__wt_ep_half_open_end(wt_endpoint_t *ep, const struct sockaddr *from) {
+  if (ep->half_open) ep->half_open--;
+  wt_ho_addr_t *a = ep->half_open_by_addr.b ? ho_get(ep, from, 0) : NULL;
+  if (a && --a->n == 0) {
+    vcg_htab_remove(&ep->half_open_by_addr, &a->node);
+    free(a);
+  }
+}
+
+/* ------------------------------------------------------------ Retry */
+
+/* Answer a tokenless Initial with a Retry whose token proves, when it
+ * comes back, that the client receives at its address.  Stateless: the
+ * Retry is smaller than the Initial (no amplification) and costs no
+ * memory. */
+static void send_retry(wt_listener_t *l, const ngtcp2_pkt_hd *hd, const struct sockaddr *from) {
+  wt_endpoint_t *ep = l->ep;
+  uint8_t token[NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN], buf[256];
+  ngtcp2_cid scid;
+  if (vcg__wt_ep_new_cid(ep, &scid, WT_SCID_LEN) != 0) return;
+  ngtcp2_ssize tlen = ngtcp2_crypto_generate_retry_token(
+      token, ep->conf.token_secret, WT_TOKEN_SECRET_LEN, hd->version,
+      (const ngtcp2_sockaddr *)from, vcg__wt_sa_len(from), &scid, &hd->dcid, vcg__wt_now());
+  if (tlen < 0) return;
+  ngtcp2_ssize n = ngtcp2_crypto_write_retry(buf, sizeof(buf), hd->version, &hd->scid, &scid,
+                                             &hd->dcid, token, (size_t)tlen);
+  if (n <= 0) return;
+  ep->host->counter_add(ep->w, "wt_retry_sent", 1);
+  vcg__wt_ep_send(l, from, buf, (size_t)n);
+}
+
+/* A token that does not verify: tell the client (RFC 9000 8.1.3) without
+ * keeping any state. */
+static void send_invalid_token(wt_listener_t *l, const ngtcp2_pkt_hd *hd,
+                               const struct sockaddr *from) {
+  uint8_t buf[256];
+  ngtcp2_ssize n = ngtcp2_crypto_write_connection_close(buf, sizeof(buf), hd->version, &hd->scid,
+                                                        &hd->dcid, NGTCP2_INVALID_TOKEN, NULL, 0);
+  l->ep->host->counter_add(l->ep->w, "wt_retry_token_invalid", 1);
+  if (n > 0) vcg__wt_ep_send(l, from, buf, (size_t)n);
+}
+
+/* A client Initial for no known connection.  In order, all before any
+ * memory is spent on it: address validation (Retry) when the option asks
+ * for it, the host's global and per-address limits (conn_admit), and the
+ * plugin's own limit of half-open connections per address. */
+static void *accept_initial(wt_listener_t *l, const uint8_t *data, size_t len,
+                            const struct sockaddr *from) {
+  wt_endpoint_t *ep = l->ep;
+  ngtcp2_pkt_hd hd;
+  ngtcp2_cid odcid;
+  int validated = 0;
+  if (!ep->accepting || ep->stopping) return NULL;
+  if (ngtcp2_accept(&hd, data, len) != 0) return NULL;
+  if (hd.token.len > 0 && hd.token.base[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY) {
+    if (ngtcp2_crypto_verify_retry_token(&odcid, hd.token.base, hd.token.len,
+                                         ep->conf.token_secret, WT_TOKEN_SECRET_LEN, hd.version,
+                                         (const ngtcp2_sockaddr *)from, vcg__wt_sa_len(from),
+                                         &hd.dcid, WT_RETRY_TOKEN_TIMEOUT_NS,
+                                         vcg__wt_now()) != 0) {
+      send_invalid_token(l, &hd, from);
+      return NULL;
+    }
+    validated = 1;
+  }
+  /* (A NEW_TOKEN token would be another magic byte: we issue none, so it
+   * counts as no token at all.) */
+  if (!validated && (ep->conf.retry == WT_RETRY_ALWAYS ||
+                     (ep->conf.retry == WT_RETRY_AUTO && ep->half_open >= ep->conf.retry_threshold))) {
+    send_retry(l, &hd, from);
+    return NULL;
+  }
+  int admitted = ep->host->conn_admit(ep->w, from);
+  if (admitted < 0) {
+    ep->host->counter_add(ep->w, "wt_connections_refused", 1);
+    return NULL;
+  }
+  /* Addresses the host does not count (its trusted list: admitted == 0)
+   * are not limited here either. */
+  wt_ho_addr_t *a = ho_get(ep, from, 1);
+  if (!a || (admitted && a->n >= ep->conf.max_half_open_per_address)) {
+    if (a && a->n == 0) {
+      vcg_htab_remove(&ep->half_open_by_addr, &a->node);
+      free(a);
+    }
+    ep->host->conn_release(ep->w, from, admitted);
+    ep->host->counter_add(ep->w, "wt_half_open_refused", 1);
+    return NULL;
+  }
+  a->n++;
+  ep->half_open++;
+  wt_accept_t acc = { &hd, from, validated ? &odcid : NULL, admitted };
+  void *owner = ep->cb.accept(ep->cb.ud, l, &acc);
+  if (!owner) {
+    vcg__wt_ep_half_open_end(ep, from);
+    ep->host->conn_release(ep->w, from, admitted);
+  }
+  return owner;
+}
+
 static void on_datagram(wt_listener_t *l, const uint8_t *data, size_t len,
                         const struct sockaddr *from) {
   wt_endpoint_t *ep = l->ep;
@@ -265,12 +400,8 @@ static void on_datagram(wt_listener_t *l, const uint8_t *data, size_t len,
       send_stateless_reset(l, vc.dcid, vc.dcidlen, len, from);
       return;
     }
-    /* A long header: maybe a new connection.  ngtcp2_accept checks that
-     * it is a client Initial of at least 1200 bytes. */
-    ngtcp2_pkt_hd hd;
-    if (!ep->accepting || ep->stopping) return;
-    if (ngtcp2_accept(&hd, data, len) != 0) return;
-    owner = ep->cb.accept(ep->cb.ud, l, &hd, from);
+    /* A long header: maybe a new connection. */
+    owner = accept_initial(l, data, len, from);
     if (!owner) return;
   }
   ep->cb.packet(owner, l, from, data, len);
@@ -365,16 +496,19 @@ static int lis_open(wt_endpoint_t *ep, wt_listener_t *l, const char *spec) {
 }
 
 int vcg__wt_ep_init(wt_endpoint_t *ep, const vcg_host_api_t *host, vcg_worker_t *w,
-                    const uint8_t *reset_secret, const wt_endpoint_cb_t *cb) {
+                    const uint8_t *reset_secret, const wt_endpoint_conf_t *conf,
+                    const wt_endpoint_cb_t *cb) {
   ep->host = host;
   ep->w = w;
   ep->loop = host->loop(w);
   ep->reset_secret = reset_secret;
   ep->cb = *cb;
+  ep->conf = *conf;
   ep->accepting = 1;
-  uint64_t seed;
-  if (gnutls_rnd(GNUTLS_RND_NONCE, &seed, sizeof(seed)) != 0) return VCG_EIO;
-  return vcg_htab_init(&ep->cids, 64, seed);
+  uint64_t seed[2];
+  if (gnutls_rnd(GNUTLS_RND_NONCE, seed, sizeof(seed)) != 0) return VCG_EIO;
+  if (vcg_htab_init(&ep->half_open_by_addr, 16, seed[1]) != 0) return VCG_ENOMEM;
+  return vcg_htab_init(&ep->cids, 64, seed[0]);
 }
 
 int vcg__wt_ep_start(wt_endpoint_t *ep, const char *listen) {
@@ -431,5 +565,10 @@ void vcg__wt_ep_stop(wt_endpoint_t *ep, void (*stopped)(void *ud), void *ud) {
     }
   }
   vcg_htab_free(&ep->cids);
+  /* The connections are gone (the layer above stopped first), and with
+   * them every half-open count; free what is left regardless. */
+  for (vcg_hnode_t *x; (x = vcg_htab_pop(&ep->half_open_by_addr));)
+    free(vcg_container_of(x, wt_ho_addr_t, node));
+  vcg_htab_free(&ep->half_open_by_addr);
   vcg__wt_ep_handle_closed(ep);
 }

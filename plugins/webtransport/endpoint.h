@@ -64,18 +64,51 @@ typedef struct wt_cident {
   void *owner;                   /* borrowed: what cb.packet receives */
 } wt_cident_t;
 
+/* A client Initial the endpoint lets in, for the layer above. */
+typedef struct wt_accept {
+  const ngtcp2_pkt_hd *hd;       /* the Initial's header (borrowed) */
+  const struct sockaddr *from;
+  const ngtcp2_cid *odcid;       /* after a Retry: the client's first DCID */
+  int admitted;                  /* host->conn_admit()'s answer (0 or 1) */
+} wt_accept_t;
+
 /* The calls up, filled by the layer above. */
 typedef struct wt_endpoint_cb {
   /* A datagram whose DCID `owner` registered.  data is borrowed. */
   void (*packet)(void *owner, wt_listener_t *l, const struct sockaddr *from,
                  const uint8_t *data, size_t len);
-  /* A valid client Initial (ngtcp2_accept passed) for no known CID: make a
-   * connection that registers its CIDs, and return its owner pointer, or
-   * NULL to drop the packet. */
-  void *(*accept)(void *ud, wt_listener_t *l, const ngtcp2_pkt_hd *hd,
-                  const struct sockaddr *from);
+  /* A client Initial for no known CID that passed ngtcp2_accept, address
+   * validation when it is required, the half-open limits and
+   * host->conn_admit(): make a connection that registers its CIDs, takes
+   * over a->admitted (it calls host->conn_release() once when freed) and
+   * counts as half-open until vcg__wt_ep_half_open_end(); return its owner
+   * pointer.  NULL drops the packet (the endpoint then undoes both). */
+  void *(*accept)(void *ud, wt_listener_t *l, const wt_accept_t *a);
   void *ud;
 } wt_endpoint_cb_t;
+
+/* When a tokenless Initial is answered with Retry (option `retry`). */
+enum wt_retry_mode { WT_RETRY_AUTO = 0, WT_RETRY_ALWAYS, WT_RETRY_NEVER };
+
+/* Address validation and the cost of half-open connections. */
+typedef struct wt_endpoint_conf {
+  int retry;                     /* enum wt_retry_mode */
+  size_t retry_threshold;        /* auto: Retry from this many half-open */
+  size_t max_half_open_per_address; /* the core's trusted addresses exempt */
+  const uint8_t *token_secret;   /* WT_TOKEN_SECRET_LEN bytes, process-wide */
+} wt_endpoint_conf_t;
+
+#define WT_TOKEN_SECRET_LEN 32
+/* How long a Retry token stays valid: one round trip is enough. */
+#define WT_RETRY_TOKEN_TIMEOUT_NS (10ull * 1000000000ull)
+
+/* A client address with half-open connections (ep->half_open_by_addr). */
+typedef struct wt_ho_addr {
+  vcg_hnode_t node;
+  int family;
+  uint8_t addr[16];
+  size_t n;
+} wt_ho_addr_t;
 
 /* The packets of one write loop, accumulated in ep->txbuf and sent with
  * one sendmsg: every packet but the last is segsize bytes long (UDP GSO
@@ -100,6 +133,9 @@ struct wt_endpoint {
   size_t nlis;
   vcg_htab_t cids;               /* wt_cident_t by CID; randomly seeded */
   int accepting;                 /* 0 once draining: no new connections */
+  wt_endpoint_conf_t conf;
+  size_t half_open;              /* connections before handshake completion */
+  vcg_htab_t half_open_by_addr;  /* wt_ho_addr_t (owned) by client address */
   /* Loop handles whose close callback is still due, the endpoint's and the
    * connections' (vcg__wt_ep_handle_*): when the last one of a stopping
    * endpoint has closed, stopped(stopped_ud) runs. */
@@ -115,7 +151,11 @@ struct wt_endpoint {
 
 /* Prepare ep (embedded in a zeroed instance). */
 int vcg__wt_ep_init(wt_endpoint_t *ep, const vcg_host_api_t *host, vcg_worker_t *w,
-                    const uint8_t *reset_secret, const wt_endpoint_cb_t *cb);
+                    const uint8_t *reset_secret, const wt_endpoint_conf_t *conf,
+                    const wt_endpoint_cb_t *cb);
+/* A connection made by cb.accept completed its handshake or is gone
+ * before it: it no longer counts as half-open. */
+void vcg__wt_ep_half_open_end(wt_endpoint_t *ep, const struct sockaddr *from);
 /* Bind the listeners of `listen` (one address or a comma list). */
 int vcg__wt_ep_start(wt_endpoint_t *ep, const char *listen);
 /* Close the sockets; stopped(ud) runs once every counted handle closed

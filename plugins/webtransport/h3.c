@@ -279,6 +279,16 @@ size_t vcg__wt_close_frame_encode(uint8_t *out, size_t cap, uint32_t code,
   return (size_t)(p - out);
 }
 
+size_t vcg__wt_drain_frame_encode(uint8_t *out, size_t cap) {
+  /* The capsule: type 0x78ae (a 4-byte varint), length 0. */
+  size_t caps = vcg__wt_varint_len(VCG__WT_CAPSULE_DRAIN_SESSION) + 1;
+  size_t hl = vcg__wt_varint_len(VCG__H3_FRAME_DATA) + vcg__wt_varint_len(caps);
+  if (hl + caps > cap || hl + caps != VCG__WT_DRAIN_FRAME_LEN) return 0;
+  uint8_t *p = out + vcg__wt_frame_header(out, VCG__H3_FRAME_DATA, caps);
+  p += vcg__wt_frame_header(p, VCG__WT_CAPSULE_DRAIN_SESSION, 0);
+  return (size_t)(p - out);
+}
+
 /* ------------------------------------------------------------ SETTINGS */
 
 size_t vcg__wt_settings_encode(uint8_t *out, size_t cap,

@@ -180,6 +180,12 @@ size_t vcg__wt_capsule_feed(vcg__wt_capsule_rd_t *c, const uint8_t *p,
 size_t vcg__wt_close_frame_encode(uint8_t *out, size_t cap, uint32_t code,
                                   const char *reason);
 
+/* Encode DRAIN_WEBTRANSPORT_SESSION (no payload) wrapped in one HTTP/3
+ * DATA frame: "open a new session, this one will end".  Returns the
+ * length (VCG__WT_DRAIN_FRAME_LEN), or 0 if cap is too small. */
+#define VCG__WT_DRAIN_FRAME_LEN 7
+size_t vcg__wt_drain_frame_encode(uint8_t *out, size_t cap);
+
 /* ---- SETTINGS ---- */
 
 typedef struct vcg__wt_setting {

@@ -69,6 +69,7 @@ typedef struct wt_sess {
   uint64_t linger_deadline;      /* ns; close the QUIC connection then */
   uint32_t close_code;
   char close_reason[128];
+  uint64_t peer_streams;         /* streams the peer opened (ngtcp2 keeps each) */
 } wt_sess_t;
 
 static wt_sess_t *sess_get(wt_conn_t *c) {
@@ -110,12 +111,23 @@ static void is_free(wt_sess_t *ss, wt_istream_t *is) {
   free(is);
 }
 
-/* A client stream we are done with: forget its record, and give back its
- * connection credit and its stream credit. */
+/* Whether the peer may open more streams on this connection: Debian's
+ * ngtcp2 0.12.1 keeps a record (~220 B) of every stream the peer opened
+ * until the connection ends (it never marks a peer's unidirectional
+ * stream closed; fixed in ngtcp2 0.14), so a connection takes at most
+ * max_client_streams of them; then the session is rotated (rotate()). */
+static int streams_left(const wt_conn_t *c) {
+  const wt_sess_t *ss = c->app;
+  return ss->peer_streams < c->set->conf.max_client_streams;
+}
+
+/* A client stream we are done with: forget its record, give back its
+ * connection credit and, while the connection takes more, its stream
+ * credit. */
 static void is_finish(wt_conn_t *c, wt_istream_t *is) {
   vcg__wt_conn_credit_conn(c, is->uncredited);
   is->uncredited = 0;
-  vcg__wt_conn_stream_done(c, is->id);
+  vcg__wt_conn_stream_done(c, is->id, streams_left(c));
   is_free(c->app, is);
 }
 
@@ -200,6 +212,10 @@ static void handle_connect(wt_conn_t *c, wt_istream_t *is) {
   info.target = req.path;
   info.peer = (const struct sockaddr *)&c->remote;
   info.conn = c;
+  /* The endpoint admitted the connection at its first Initial (conn_admit)
+   * and the connection layer releases it: the session is not counted
+   * again. */
+  info.flags = VCG_SESSION_ADMITTED;
   vcg_session_t *s = NULL;
   int why = VCG_CLOSE_INTERNAL;
   msg[0] = '\0';
@@ -394,6 +410,14 @@ static void on_acked(wt_conn_t *c, wt_ostream_t *os) {
     vcg__wt_conn_mark(c);
 }
 
+static int on_take(wt_conn_t *c, wt_ostream_t *os) {
+  wt_sess_t *ss = c->app;
+  if (!ss || !ss->s) return 0;
+  if (!host_of(c)->packet_take(ss->s, os->pkt)) return 0;
+  (void)vcg__wt_os_take_packet(&c->out, os); /* the host released it */
+  return 1;
+}
+
 static void on_shed(wt_conn_t *c, wt_ostream_t *os) {
   wt_sess_t *ss = c->app;
   vcg_packet_t *p = vcg__wt_os_take_packet(&c->out, os);
@@ -417,9 +441,37 @@ static int on_ready(wt_conn_t *c) {
   return 0;
 }
 
+/* Session rotation, the bound on ngtcp2's stream records: at 7/8 of
+ * max_client_streams the client is told DRAIN_WEBTRANSPORT_SESSION (open
+ * a new session now), at the limit the session closes with 1001, as on
+ * a server shutdown, which clients answer by reconnecting (a same
+ * identity rejoin within the presence grace is not announced, DESIGN.md).
+ * The connection and every record go with it. */
+static void rotate(wt_conn_t *c) {
+  wt_sess_t *ss = c->app;
+  uint64_t max = c->set->conf.max_client_streams;
+  wt_ostream_t *cos = c->out.prio[WT_PRIO_CONNECT];
+  if (ss->peer_streams == max - max / 8 && cos && ss->sstate == WT_S_OPEN) {
+    uint8_t f[VCG__WT_DRAIN_FRAME_LEN];
+    size_t n = vcg__wt_drain_frame_encode(f, sizeof(f));
+    if (n && vcg__wt_os_append(cos, f, n) == 0) {
+      log_conn(c, VCG_LOG_INFO, "%llu client streams: asking the client to move to a new session",
+               (unsigned long long)ss->peer_streams);
+      vcg__wt_conn_mark(c);
+    }
+  }
+  if (ss->peer_streams == max + 1) {
+    host_of(c)->counter_add(c->set->w, "wt_sessions_rotated", 1);
+    vcg__wt_session_close(c, (uint32_t)vcg_close_ws_code(VCG_CLOSE_SHUTDOWN),
+                          "session rotation: reconnect");
+  }
+}
+
 static int on_stream_open(wt_conn_t *c, int64_t id) {
   wt_sess_t *ss = sess_get(c);
   if (!ss) return -1;
+  ss->peer_streams++;
+  rotate(c);
   wt_istream_t *is = calloc(1, sizeof(*is));
   if (!is) return -1;
   is->id = id;
@@ -717,6 +769,7 @@ const wt_conn_cb_t vcg__wt_session_cb = {
   .acked = on_acked,
   .datagram = on_datagram,
   .shed = on_shed,
+  .take = on_take,
   .before_write = on_before_write,
   .after_write = on_after_write,
   .deadline = on_deadline,

@@ -50,6 +50,7 @@ typedef struct wt_ostream {
   uint64_t sent, total, acked;
   uint64_t blocked_gen;             /* == the flush generation: flow blocked */
   unsigned fin : 1, fin_sent : 1, queued : 1, counted : 1;
+  unsigned taken : 1;               /* the host was told it goes out (take) */
   unsigned char tries;              /* datagram attempts without success */
 } wt_ostream_t;
 

@@ -40,6 +40,13 @@ typedef struct vcg_wt_conf {
   char *tls_key;
   int64_t max_sessions;    /* concurrent QUIC connections per worker */
   char *cert_hash_file;
+  char *retry;             /* "auto", "always", "never" */
+  int64_t retry_threshold; /* auto: half-open connections per worker */
+  int64_t max_half_open_per_address;
+  int64_t handshake_timeout; /* ms */
+  int64_t max_client_streams; /* per connection (ngtcp2 0.12 keeps each) */
+  int64_t connection_window; /* bytes */
+  int64_t max_concurrent_streams;
 } vcg_wt_conf_t;
 
 /* Process-wide state: made in init(), read-only afterwards, shared by all
@@ -48,6 +55,7 @@ struct vcg_plugin_state {
   const vcg_host_api_t *host;
   vcg__wt_tls_t tls;
   uint8_t reset_secret[WT_RESET_SECRET_LEN]; /* stateless reset token key */
+  uint8_t token_secret[WT_TOKEN_SECRET_LEN]; /* Retry token key */
 };
 
 /* Per-worker instance: the layers of the data path. */
@@ -74,8 +82,29 @@ static const vcg_option_t wt_options[] = {
                  "most concurrent QUIC connections (one WebTransport session each) per worker"),
   VCG_OPTION_STRING(vcg_wt_conf_t, cert_hash_file, "cert_hash_file", NULL,
                     "file to write the certificate's SHA-256 (hex) to, for serverCertificateHashes"),
+  VCG_OPTION_STRING(vcg_wt_conf_t, retry, "retry", "auto",
+                    "address validation with QUIC Retry before a connection costs memory: auto (past retry_threshold half-open connections), always, never"),
+  VCG_OPTION_INT(vcg_wt_conf_t, retry_threshold, "retry_threshold", 100, 0, 1000000,
+                 "retry = auto: half-open connections per worker from which a new client must first answer a Retry"),
+  VCG_OPTION_INT(vcg_wt_conf_t, max_half_open_per_address, "max_half_open_per_address", 16, 1, 1000000,
+                 "half-open QUIC connections per client address and worker (core.trusted_addresses are exempt)"),
+  VCG_OPTION_INT(vcg_wt_conf_t, handshake_timeout, "handshake_timeout", 5000, 500, 60000,
+                 "milliseconds a QUIC connection has to complete its handshake"),
+  VCG_OPTION_INT(vcg_wt_conf_t, max_client_streams, "max_client_streams", 65536, 16, 1073741824,
+                 "streams a client may open on one connection (ngtcp2 0.12 keeps ~220 B for each until it ends); at 7/8 the client is asked to drain, at the limit the session closes with 1001 to be reopened"),
+  VCG_OPTION_INT(vcg_wt_conf_t, connection_window, "connection_window", 1048576, 65536, 67108864,
+                 "QUIC flow-control window per connection, bytes: what unfinished client messages can pin (at least core.max_message_size + 64)"),
+  VCG_OPTION_INT(vcg_wt_conf_t, max_concurrent_streams, "max_concurrent_streams", 100, 8, 10000,
+                 "client unidirectional streams open at once per connection (Chromium needs 3 of them for HTTP/3)"),
   VCG_OPTION_END,
 };
+
+static int retry_mode(const char *s) {
+  if (!s || strcmp(s, "auto") == 0) return WT_RETRY_AUTO;
+  if (strcmp(s, "always") == 0) return WT_RETRY_ALWAYS;
+  if (strcmp(s, "never") == 0) return WT_RETRY_NEVER;
+  return -1;
+}
 
 /* cert_hash_file is written at start through a temporary file in the
  * same directory and a rename: the directory must exist and be writable
@@ -146,6 +175,10 @@ static int wt_configure(const void *vconf, char *err, size_t errlen) {
     }
     p += k;
   }
+  if (retry_mode(conf->retry) < 0) {
+    snprintf(err, errlen, "retry: \"%.40s\" is not auto, always or never", conf->retry);
+    return VCG_EINVAL;
+  }
   if (!!conf->tls_cert != !!conf->tls_key) {
     snprintf(err, errlen, "%s: tls_cert and tls_key go together", conf->tls_cert ? "tls_key" : "tls_cert");
     return VCG_EINVAL;
@@ -199,8 +232,9 @@ static int wt_init(const vcg_host_api_t *host, const void *vconf,
   /* One certificate and one reset secret for the whole process: every
    * worker must present the same certificate (its hash is pinned by
    * pages) and answer stateless resets for its siblings' connections. */
-  if (gnutls_rnd(GNUTLS_RND_KEY, st->reset_secret, sizeof(st->reset_secret)) != 0) {
-    host->log(NULL, NULL, VCG_LOG_ERROR, "no random bytes for the stateless reset secret");
+  if (gnutls_rnd(GNUTLS_RND_KEY, st->reset_secret, sizeof(st->reset_secret)) != 0 ||
+      gnutls_rnd(GNUTLS_RND_KEY, st->token_secret, sizeof(st->token_secret)) != 0) {
+    host->log(NULL, NULL, VCG_LOG_ERROR, "no random bytes for the reset and token secrets");
     free(st);
     return VCG_EIO;
   }
@@ -254,8 +288,12 @@ static int wt_start(const vcg_host_api_t *host, vcg_plugin_state_t *st,
   if (max_msg == 0) max_msg = 1u << 20;
   wt_conn_conf_t cc = {
     .idle_timeout_ms = (uint64_t)conf->idle_timeout,
+    .handshake_timeout_ms = (uint64_t)conf->handshake_timeout,
     .max_sessions = (size_t)conf->max_sessions,
     .max_msg = max_msg,
+    .max_client_streams = (uint64_t)conf->max_client_streams,
+    .connection_window = (uint64_t)conf->connection_window,
+    .max_concurrent_streams = (uint64_t)conf->max_concurrent_streams,
   };
   /* The endpoint hands datagrams to the connection layer. */
   wt_endpoint_cb_t ecb = {
@@ -263,7 +301,13 @@ static int wt_start(const vcg_host_api_t *host, vcg_plugin_state_t *st,
     .accept = vcg__wt_conn_accept,
     .ud = &inst->cs,
   };
-  int rc = vcg__wt_ep_init(&inst->ep, host, w, st->reset_secret, &ecb);
+  wt_endpoint_conf_t econf = {
+    .retry = retry_mode(conf->retry),
+    .retry_threshold = (size_t)conf->retry_threshold,
+    .max_half_open_per_address = (size_t)conf->max_half_open_per_address,
+    .token_secret = st->token_secret,
+  };
+  int rc = vcg__wt_ep_init(&inst->ep, host, w, st->reset_secret, &econf, &ecb);
   if (rc == 0) {
     rc = vcg__wt_connset_init(&inst->cs, host, w, &inst->ep, &st->tls, &vcg__wt_session_cb, &cc);
     inst->connset_inited = rc == 0;

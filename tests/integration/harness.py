@@ -374,7 +374,9 @@ def start_vcgate(core=None, transports=None, bus=None, conf_path=None,
     while True:
         text = srv.log()
         listening = [l for l in text.splitlines() if "listening on" in l]
-        if all(any(w in l for l in listening) for w in wait_for):
+        # "[core] ready" comes after the signal handlers are installed; a
+        # SIGTERM between "listening on" and them would kill vcgate.
+        if all(any(w in l for l in listening) for w in wait_for) and "[core] ready" in text:
             return srv
         if not srv.alive():
             srv.stop(check=False)
@@ -740,12 +742,15 @@ class HttpAnswer:
         return "HttpAnswer(%d, %r, %r)" % (self.status, self.headers, self.body[:80])
 
 
-def raw_http(port, data, ssl_ctx=None, timeout=5, chunks=None, pause=0.0):
+def raw_http(port, data, ssl_ctx=None, timeout=5, chunks=None, pause=0.0,
+             source=None):
     """Send raw request bytes (or the list `chunks`, `pause` seconds apart)
-    on a new connection and read one response: the head, then a body of
-    content-length bytes (or until EOF).  101 responses return after the
-    head.  Never waits longer than timeout."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    on a new connection (from loopback address `source` if given) and read
+    one response: the head, then a body of content-length bytes (or until
+    EOF).  101 responses return after the head.  Never waits longer than
+    timeout."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                 source_address=(source, 0) if source else None)
     try:
         if ssl_ctx is not None:
             s = ssl_ctx.wrap_socket(s, server_hostname="127.0.0.1")

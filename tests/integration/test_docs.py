@@ -21,7 +21,8 @@ SECTIONS = {
 # Defaults the README states in words because they depend on the install
 # or the worker, or that the plugin applies when the list is empty (-P
 # prints the empty list): checked by name only.
-DESCRIBED = {("core", "plugin_dir"), ("nats", "connection_name"), ("nats", "servers")}
+DESCRIBED = {("core", "plugin_dir"), ("nats", "connection_name"), ("nats", "servers"),
+             ("websocket", "webroot")}
 
 
 def readme_tables():
@@ -51,7 +52,7 @@ def binary_table(section):
     assert cp.returncode == 0, (section, cp.returncode, cp.stderr)
     opts = {}
     for line in cp.stdout.splitlines():
-        m = re.match(r"\s+([a-z_0-9]+) = (.*?);\s+#", line)
+        m = re.match(r"  ([a-z_0-9]+) = (.*?);\s+#", line)
         if m and m.group(1) != "plugin":
             opts[m.group(1)] = m.group(2)
     assert opts, (section, cp.stdout)

@@ -310,3 +310,37 @@ async def test_presence_across_two_gates_on_nats():
         print("nats presence: JOINED across gates, member list in %.2fs, external event, LEFT" % dt)
     finally:
         await N._teardown(clients, gates, [nats])
+
+
+# ------------------------------------------------------------------ the bot
+
+@H.timeout(120)
+def test_bot_traffic_replayed_exactly_on_both_transports():
+    """What videocall.rs's bot sends (heartbeats every second, 50 audio
+    packets/s, 30 video frames/s with a key frame every 2 s, RTT probes,
+    keyframe requests, key exchange), through WebSocket and through
+    WebTransport with one stream per packet: every packet reaches every
+    other member exactly once, none its sender (loadgen's call shape)."""
+    import json
+    import subprocess
+    H.require_plugins("inproc", "websocket", "webtransport")
+    lg = os.path.join(H.BUILD, "contrib", "loadgen", "loadgen")
+    if not os.access(lg, os.X_OK):
+        raise H.TestFailure("loadgen is not built: %s" % lg)
+    ws, wt = H.free_port(), H.free_port(socket.SOCK_DGRAM)
+    srv = H.start_vcgate(core={"log_level": "info"},
+                         transports=[H.ws_transport(ws),
+                                     {"plugin": "webtransport", "listen": "127.0.0.1:%d" % wt}])
+    try:
+        for url in ("ws://127.0.0.1:%d" % ws, "https://127.0.0.1:%d" % wt):
+            cp = subprocess.run([lg, "--url", url, "--scenario", "call", "--rooms", "2",
+                                 "--participants", "3", "--duration", "4", "--warmup", "1",
+                                 "--quiet", "--max-seconds", "60"],
+                                capture_output=True, text=True, timeout=90)
+            res = json.loads(cp.stdout.strip().splitlines()[-1])
+            bad = {k: res.get(k) for k in ("lost", "duplicated", "misrouted", "failed")}
+            assert cp.returncode == 0 and not any(bad.values()) and res.get("delivered"), \
+                "%s: exit %s, %r\n%s" % (url, cp.returncode, res, cp.stderr[-2000:])
+            print("bot replay %s: %d delivered exactly once" % (url.split(":")[0], res["delivered"]))
+    finally:
+        srv.stop()

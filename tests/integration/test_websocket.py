@@ -462,8 +462,12 @@ async def test_keyframe_request_rate_limited():
 
 @H.timeout(90)
 async def test_slow_consumer_dropped_others_unaffected():
-    srv = H.start_ws(core={"queue_max_bytes": 1 << 20, "queue_max_packets": 1024,
-                           "slow_consumer_timeout": 1000})
+    # The reader must get every packet.  Its own backlog waits in its queue
+    # (notsent_lowat keeps the kernel from hiding it), so the budget is the
+    # default 4 MiB, and video deadlines, which a Python reader on a busy
+    # machine can miss, are test_ws_hardening's subject.
+    srv = H.start_ws(core={"queue_max_packets": 1024, "slow_consumer_timeout": 1000,
+                           "max_video_delay": 60000})
     reader = await Client.connect(srv.port, "reader", "flood")
     flooder = await Client.connect(srv.port, "flooder", "flood")
     # The slow client: completes the handshake and never reads again, with a
@@ -474,7 +478,7 @@ async def test_slow_consumer_dropped_others_unaffected():
     # this process's event loop, can keep up: the point is that a slow member
     # does not slow the others, not that a fast one can outrun Python.
     # 1000 x 32 KiB is far more than the kernel buffers and the server's
-    # 1 MiB queue can absorb for the client that never reads.
+    # 4 MiB queue can absorb for the client that never reads.
     n, size = 1000, 32 * 1024
     rss_start = srv.rss_kb()
     rss_max = [rss_start]
@@ -781,7 +785,13 @@ async def test_wss_relay_small_and_large_packets():
     partial and lws buffers the rest), with a verified certificate."""
     import ssl
     cert, key = H.self_signed(H.tmpdir())
-    srv = H.start_ws(ws_opts={"tls_cert": cert, "tls_key": key})
+    # Bob reads while he sends 3.6 MB over TLS, so the small MEDIA for him
+    # can wait past the 150 ms video deadline on a busy machine; this test
+    # is about TLS writes, not deadlines (test_ws_hardening's subject).
+    # Key packets over 16 KiB count as bulk (droppable at half the queue
+    # budget): 3.6 MB of them need a budget above 7.2 MB here.
+    srv = H.start_ws(core={"max_video_delay": 60000, "queue_max_bytes": 16 << 20},
+                     ws_opts={"tls_cert": cert, "tls_key": key})
     ctx = ssl.create_default_context(cafile=cert)
     a = await Client.connect(srv.port, "alice", "tls", ssl=ctx)
     b = await Client.connect(srv.port, "bob", "tls", ssl=ctx)
@@ -789,14 +799,17 @@ async def test_wss_relay_small_and_large_packets():
         small = [_tag("tls", "alice", i) + bytes(1000) for i in range(300)]
         large = [_tag("tls", "bob", i) + os.urandom(900 * 1024) for i in range(4)]
 
-        async def send_all(c, items):
+        # The large ones are AES_KEY packets; over 16 KiB they are bulk, so
+        # the budget above keeps all 3.6 MB of them while they wait in
+        # alice's queue behind TLS writes.
+        async def send_all(c, items, ptype):
             for d in items:
-                await c.send(H.PT_MEDIA, d)
+                await c.send(ptype, d)
 
         got_b, got_a, _, _ = await asyncio.gather(
             b.collect(len(small), timeout=30, quiet=0.3),
             a.collect(len(large), timeout=30, quiet=0.3),
-            send_all(a, small), send_all(b, large))
+            send_all(a, small, H.PT_MEDIA), send_all(b, large, H.PT_AES_KEY))
         assert [p.data for p in got_b] == small, \
             "bob got %d of %d small packets, in order: %s" % (
                 len(got_b), len(small), [p.data for p in got_b] == small[:len(got_b)])

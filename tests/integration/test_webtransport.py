@@ -102,6 +102,11 @@ def test_wt_stale_video_shed_at_write_audio_and_keys_kept():
 
 
 @h.timeout(120)
+def test_wt_session_rotation_bounds_stream_records():
+    _scenario("rotate")
+
+
+@h.timeout(120)
 def test_wt_two_workers_share_certificate_and_room():
     _scenario("workers")
 

@@ -2,6 +2,7 @@
 parses (read off the socket before libwebsockets decodes it), the target
 rebuilt on wss://, and the answers a request gets before lws sees it."""
 
+import os
 import ssl
 
 import harness as H
@@ -95,3 +96,174 @@ def test_wss_target_rebuilt_from_lws():
         assert got == cases, "wss:// statuses %r, expected %r" % (got, cases)
     finally:
         srv.stop()
+
+
+# --------------------------------------------------------------- static files
+
+_FILES = {
+    "index.html": (b"<!doctype html><title>vcgate</title>", "text/html; charset=utf-8"),
+    "app.js": (b"export const x = 1;\n", "text/javascript; charset=utf-8"),
+    "mod.mjs": (b"export default 2;\n", "text/javascript; charset=utf-8"),
+    "style.css": (b"body{margin:0}\n", "text/css; charset=utf-8"),
+    "data.json": (b"{\"a\":1}\n", "application/json"),
+    "icon.svg": (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml"),
+    "img.png": (b"\x89PNG\r\n\x1a\n", "image/png"),
+    "favicon.ico": (b"\x00\x00\x01\x00", "image/x-icon"),
+    "x.wasm": (b"\x00asm\x01\x00\x00\x00", "application/wasm"),
+    "site.webmanifest": (b"{\"name\":\"vcgate\"}", "application/manifest+json"),
+    "a.txt": (b"plain text\n", "text/plain; charset=utf-8"),
+    "blob.bin": (b"\x01\x02", "application/octet-stream"),
+    "sub/index.html": (b"<p>sub</p>", "text/html; charset=utf-8"),
+    "lobby/index.html": (b"<p>never served</p>", "text/html; charset=utf-8"),
+    ".hidden": (b"hidden", None),
+}
+SECRET = b"TOP-SECRET-outside-the-webroot"
+
+
+def _webroot():
+    d = H.tmpdir()
+    www = os.path.join(d, "www")
+    for name, (body, _) in _FILES.items():
+        p = os.path.join(www, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(body)
+    with open(os.path.join(d, "secret.txt"), "wb") as f:
+        f.write(SECRET)
+    os.symlink("../secret.txt", os.path.join(www, "link.txt"))   # leads out
+    os.symlink("app.js", os.path.join(www, "alias.js"))          # stays in
+    return d, www
+
+
+def _get(port, path, method="GET", headers=None):
+    """(status, headers, body) of one request, path sent as written."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.putrequest(method, path, skip_accept_encoding=True)
+        for k, v in (headers or {}).items():
+            c.putheader(k, v)
+        c.endheaders()
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def test_static_files_types_cache_and_methods():
+    """webroot is served at /: each type with its MIME type, nosniff,
+    no-cache with ETag and Last-Modified (304 on a match), HEAD without a
+    body, 405 for other methods, 404 for what is not a file; the lobby and
+    well-known routes keep priority."""
+    d, www = _webroot()
+    srv = H.start_ws(ws_opts={"webroot": www})
+    try:
+        problems = []
+        for name, (body, ctype) in _FILES.items():
+            if ctype is None or name.startswith("lobby/"):
+                continue
+            st, hd, got = _get(srv.port, "/" + name)
+            if (st, hd.get("content-type"), got) != (200, ctype, body):
+                problems.append("/%s: %d %s %r" % (name, st, hd.get("content-type"), got[:40]))
+            if hd.get("x-content-type-options") != "nosniff":
+                problems.append("/%s: no nosniff" % name)
+        assert not problems, "\n".join(problems)
+        st, hd, got = _get(srv.port, "/?room=r&user=u&join=1")
+        assert st == 200 and got == _FILES["index.html"][0], "/ is index.html: %d %r" % (st, got)
+        assert hd.get("cache-control") == "no-cache" and hd.get("etag") and \
+            hd.get("last-modified"), "validators: %r" % hd
+        st, hd2, got = _get(srv.port, "/", headers={"If-None-Match": hd["etag"]})
+        assert st == 304 and got == b"" and hd2.get("etag") == hd["etag"], (st, hd2, got)
+        st, _, got = _get(srv.port, "/", headers={"If-Modified-Since": hd["last-modified"]})
+        assert st == 304 and got == b"", (st, got)
+        st, _, _ = _get(srv.port, "/", headers={"If-None-Match": '"other"'})
+        assert st == 200, "a stale ETag got %d" % st
+        st, hd, got = _get(srv.port, "/app.js", method="HEAD")
+        assert st == 200 and got == b"" and \
+            hd.get("content-length") == str(len(_FILES["app.js"][0])), (st, hd, got)
+        st, hd, _ = _get(srv.port, "/app.js", method="POST")
+        assert st == 405 and "GET" in hd.get("allow", ""), (st, hd)
+        assert _get(srv.port, "/sub/")[2] == _FILES["sub/index.html"][0]
+        assert _get(srv.port, "/alias.js")[2] == _FILES["app.js"][0], "a link inside the root"
+        for path in ("/missing.html", "/sub", "/.hidden", "/sub/.hidden"):
+            st, _, got = _get(srv.port, path)
+            assert st == 404, "%s: %d %r" % (path, st, got[:60])
+        st, _, got = _get(srv.port, "/lobby/")
+        assert st == 426, "the lobby route lost to a file: %d %r" % (st, got)
+        st, _, got = _get(srv.port, "/.well-known/vcgate/webtransport")
+        assert st == 404 and b"webtransport" in got, (st, got)
+    finally:
+        srv.stop()
+
+
+def test_static_files_no_traversal():
+    """Nothing outside the webroot is served, however the path is spelled:
+    ../ plain or percent-encoded, and a symlink that leads out."""
+    d, www = _webroot()
+    srv = H.start_ws(ws_opts={"webroot": www})
+    try:
+        for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt",
+                     "/%2E%2E%2Fsecret.txt", "/sub/../../secret.txt", "/./../secret.txt",
+                     "/link.txt", "//secret.txt", "/..\\secret.txt"):
+            st, _, got = _get(srv.port, path)
+            assert st in (400, 403, 404) and SECRET not in got, \
+                "%s: HTTP %d %r" % (path, st, got[:80])
+        # The same over a raw socket, where nothing normalises the path first.
+        a = H.raw_http(srv.port, b"GET /../secret.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert a.status in (400, 403, 404) and SECRET not in a.body, a
+    finally:
+        srv.stop()
+
+
+@H.timeout(60)
+def test_static_files_large_file_streamed_and_keepalive():
+    """A large file is sent in pieces (the server's RSS does not grow by
+    its size) and a kept-alive connection serves the next request."""
+    import http.client
+    d, www = _webroot()
+    big = os.urandom(1 << 16) * 512  # 32 MiB
+    with open(os.path.join(www, "big.bin"), "wb") as f:
+        f.write(big)
+    srv = H.start_ws(ws_opts={"webroot": www})
+    try:
+        rss0 = srv.rss_kb()
+        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=20)
+        c.request("GET", "/big.bin")
+        r = c.getresponse()
+        got = r.read()
+        assert r.status == 200 and got == big, "big.bin: %d, %d bytes" % (r.status, len(got))
+        rss1 = srv.rss_kb()
+        c.request("GET", "/app.js")
+        r = c.getresponse()
+        assert r.status == 200 and r.read() == _FILES["app.js"][0], "keep-alive request"
+        c.close()
+        grew = rss1 - rss0
+        print("  # 32 MiB file: RSS %d -> %d kB" % (rss0, rss1))
+        assert grew < (16 if H.SANITIZED else 4) * 1024, \
+            "RSS grew by %d kB serving a 32 MiB file" % grew
+    finally:
+        srv.stop()
+
+
+def test_webroot_empty_missing_or_not_a_directory():
+    """webroot = "" serves nothing; a missing one is a warning at start and
+    404s; one that is a file fails vcgate -t with file:line."""
+    d, www = _webroot()
+    srv = H.start_ws(ws_opts={"webroot": ""})
+    try:
+        for path in ("/", "/index.html", "/app.js"):
+            assert _get(srv.port, path)[0] == 404, path
+    finally:
+        srv.stop()
+    missing = os.path.join(d, "nowhere")
+    srv = H.start_ws(ws_opts={"webroot": missing})
+    try:
+        assert _get(srv.port, "/")[0] == 404
+        assert "webroot %s" % missing in srv.log(), "no warning about the missing webroot"
+    finally:
+        srv.stop()
+    path = H.write_config(transports=[H.ws_transport(H.free_port(),
+                                                     webroot=os.path.join(www, "app.js"))])
+    cp = H.run_vcgate(["-t", "-c", path])
+    out = cp.stdout + cp.stderr
+    assert cp.returncode != 0 and "webroot" in out and "not a directory" in out, out

@@ -72,7 +72,11 @@ async function main() {
   await page.goto(target);
   out({ ready: true, page: target });
 
-  serve((fn, a) => page.evaluate(([f, args]) => window[f](...args), [fn, a]), async () => {
+  // "reload": a fresh document.  Chromium throttles a document's
+  // WebTransport handshakes after a number of failures (against port
+  // scanning), so tests that are refused many times reload between.
+  serve((fn, a) => fn === "reload" ? page.reload().then(() => true)
+    : page.evaluate(([f, args]) => window[f](...args), [fn, a]), async () => {
     await browser.close().catch(() => {});
     server.close();
   });

@@ -307,8 +307,10 @@ async def scenario_relay():
 async def scenario_big():
     """A 256 KiB packet crosses intact in both directions: browser uni
     stream to the WebSocket client and another browser session, and from
-    the WebSocket client to both browser sessions."""
-    gw = Gateway()
+    the WebSocket client to both browser sessions.  The windows are sized
+    to it: core.max_message_size 300000 and the smallest connection_window
+    (64 KiB), which the plugin raises to one message of the largest size."""
+    gw = Gateway(wt_opts={"connection_window": 65536}, core={"max_message_size": 300000})
     br = Browser(os.path.join(gw.dir, "browser.log"))
     ws = None
     try:
@@ -493,6 +495,55 @@ async def scenario_shed():
         gw.stop()
 
 
+async def scenario_rotate():
+    """Session rotation bounds what ngtcp2 0.12.1 keeps per client stream:
+    with max_client_streams = 40, a browser that keeps sending (one uni
+    stream per packet) is closed with 1001 "session rotation: reconnect"
+    right after its 40th stream (its control, two QPACK and CONNECT
+    streams count too), everything before is relayed, and the same user
+    reconnects and goes on."""
+    gw = Gateway(wt_opts={"max_client_streams": 40})
+    br = Browser(os.path.join(gw.dir, "browser.log"))
+    ws = None
+    try:
+        await br.start()
+        a = WtSession(br, "a", "rota", "rotroom")
+        await a.open(gw)
+        ws = await h.Client.connect(gw.ws_port, "rotws", "rotroom")
+        for seq in range(45):
+            try:
+                await a.send_stream(h.encode_wrapper(h.PT_MEDIA, b"rota",
+                                                     h.encode_media(h.MT_VIDEO, tag("a", "one", seq))))
+            except h.TestFailure:
+                break  # the session is closed under the page
+        c = await br.call("wtWaitClosed", "a", 5000)
+        if not c or c.get("code") != 1001 or c.get("reason") != "session rotation: reconnect":
+            raise h.TestFailure("browser saw close %r, want 1001 'session rotation: reconnect'" % c)
+        got = await ws.collect(40, 5, quiet=0.5)
+        seqs = sorted(int(untag(p).rsplit(":", 1)[1]) for p in got if untag(p))
+        # 40 streams less Chromium's own HTTP/3 streams (control, CONNECT,
+        # QPACK as it opens them): each packet before the limit, none after.
+        if seqs != list(range(len(seqs))) or not 36 <= len(seqs) <= 38:
+            raise h.TestFailure("relayed before the rotation: %s, want 0..35-37" % seqs)
+        a2 = WtSession(br, "a2", "rota", "rotroom")
+        await a2.open(gw)
+        for seq in range(5):
+            await a2.send_stream(h.encode_wrapper(h.PT_MEDIA, b"rota",
+                                                  h.encode_media(h.MT_VIDEO, tag("a", "two", seq))))
+        got = await ws.collect(5, 5, quiet=0.3)
+        if sorted(untag(p) for p in got) != sorted(tag("a", "two", i).decode() for i in range(5)):
+            raise h.TestFailure("after reconnecting: %r" % [untag(p) for p in got])
+        if "asking the client to move to a new session" not in gw.srv.log():
+            raise h.TestFailure("no DRAIN before the rotation:\n" + gw.srv.log_tail())
+        print("rotate: %d packets relayed, DRAIN at 35 streams, 1001 at stream 41; the user "
+              "reconnected and 5 more were relayed" % len(seqs))
+    finally:
+        if ws:
+            await ws.close()
+        await br.close()
+        gw.stop()
+
+
 class UdpProxy(asyncio.DatagramProtocol):
     """A UDP relay between chromium and vcgate that records the client's
     packets, so the test can inject damaged copies from the very address
@@ -641,9 +692,11 @@ async def scenario_garbage():
 
 
 async def scenario_workers():
-    """With two workers (SO_REUSEPORT sockets, one generated certificate for
-    both), several browser sessions open and relay to each other."""
-    gw = Gateway(workers=2)
+    """With two workers (SO_REUSEPORT sockets, one generated certificate and
+    one Retry token secret for both) and retry = "always", several browser
+    sessions validate their address through a QUIC Retry, open and relay
+    to each other."""
+    gw = Gateway(workers=2, wt_opts={"retry": "always"})
     br = Browser(os.path.join(gw.dir, "browser.log"))
     try:
         await br.start()
@@ -655,13 +708,81 @@ async def scenario_workers():
         for s in ss:
             want = {tag(o.id, "w", 0).decode() for o in ss if o is not s}
             await s.wait_for(lambda s=s, want=want: want <= {untag(p) for _, p in s.client_packets()}, 10, "relay")
-        print("workers: 4 sessions over 2 workers relayed to each other")
+        gw.stop()
+        if "wt_retry_sent=" not in gw.srv.log():
+            raise h.TestFailure("no Retry was sent:\n" + gw.srv.log_tail())
+        print("workers: 4 sessions over 2 workers, each through a Retry, relayed to each other")
+    finally:
+        await br.close()
+        gw.stop()
+
+
+def lobby_cases(secret, issuer="videocall-meeting-backend"):
+    """(target, status) pairs every transport must answer alike: good and
+    bad legacy URLs and room tokens (minted with Python's jwt)."""
+    import time
+    import jwt  # Debian python3-jwt
+
+    def tok(ttl=3600, key=secret, **kw):
+        c = {"sub": "tina", "room": "tokroom", "room_join": True, "iss": issuer,
+             "exp": int(time.time()) + ttl}
+        c.update(kw)
+        return "/lobby?token=" + jwt.encode(c, key, algorithm="HS256")
+    return [
+        ("/lobby/alice/standup", 200),
+        ("/lobby/bob%20smith/daily%20standup", 200),
+        ("/lobby/carol+1@x.org/r-1", 200),
+        (tok(), 200),
+        (tok(room_join=False, observer=True, sub="otto"), 200),
+        ("/", 404), ("/nope", 404), ("/lobbyx/a/b", 404),
+        ("/lobby", 400), ("/lobby/", 400), ("/lobby/onlyuser", 400), ("/lobby//r", 400),
+        ("/lobby/u/", 400), ("/lobby/u/r/extra", 400), ("/lobby/u/bad.room", 400),
+        ("/lobby/a%2Fb/r", 400), ("/lobby/%zz/r", 400), ("/lobby?token=", 400),
+        ("/lobby?x=1", 400),
+        ("/lobby/system-%26%5E%25%24%23%40%21/r", 403),
+        (tok(ttl=-7200), 401), (tok(key="wrong-secret"), 403), (tok(iss="mallory"), 403),
+        (tok(room="bad.room"), 403), (tok(room_join=False), 403), ("/lobby?token=not.a.jwt", 403),
+    ]
+
+
+async def scenario_lobby_table():
+    """The same list of lobby URLs, good and bad, legacy and tokens, gets
+    the same answer over WebSocket (upgrade status) and WebTransport
+    (CONNECT status): the core owns the grammar."""
+    secret = "table-secret"
+    gw = Gateway(core={"jwt_secret": secret})
+    br = Browser(os.path.join(gw.dir, "browser.log"))
+    try:
+        await br.start()
+        cases = lobby_cases(secret)
+        wrong = []
+        for i, (target, want) in enumerate(cases):
+            if i and i % 8 == 0:
+                await br.call("reload")
+            ws = await h.connect_status(gw.ws_port, target)
+            ws = 200 if ws == 101 else ws
+            before = gw.srv.log().count("CONNECT refused: ")
+            r = await br.call("wtOpen", "t%d" % i, "https://127.0.0.1:%d%s" % (gw.wt_port, target),
+                              gw.hash)
+            if r.get("ok"):
+                wt = 200
+                await br.call("wtClose", "t%d" % i, 1000, "bye")
+            else:
+                h.wait_until(lambda: gw.srv.log().count("CONNECT refused: ") > before, 5)
+                lines = [l for l in gw.srv.log().splitlines() if "CONNECT refused: " in l]
+                wt = int(lines[-1].split("CONNECT refused: ")[1].split()[0]) if len(lines) > before else 0
+            if not (ws == wt == want):
+                wrong.append("%s: websocket %s, webtransport %s, want %s" % (target[:60], ws, wt, want))
+        if wrong:
+            raise h.TestFailure("answers differ:\n" + "\n".join(wrong))
+        print("lobby table: %d URLs answered alike on both transports" % len(cases))
     finally:
         await br.close()
         gw.stop()
 
 
 SCENARIOS = {
+    "lobby_table": scenario_lobby_table,
     "relay": scenario_relay,
     "big": scenario_big,
     "close": scenario_close,
@@ -669,6 +790,7 @@ SCENARIOS = {
     "garbage": scenario_garbage,
     "workers": scenario_workers,
     "shed": scenario_shed,
+    "rotate": scenario_rotate,
 }
 
 

@@ -97,13 +97,26 @@ TEST(control_never_dropped_then_slow_close) {
   four_members();
   stuck_bob();
   size_t n = wrap(buf, VCG_PT_AES_KEY, 0, 10);
-  for (int i = 0; i < 16; i++) vcg__session_deliver(conns[0].s, buf, n);
-  CHECK_EQ(conns[1].received, 16);
+  /* The budget (8 packets) plus the never-dropped class's allowance (256). */
+  for (int i = 0; i < 8 + 256; i++) vcg__session_deliver(conns[0].s, buf, n);
+  CHECK_EQ(conns[1].received, 264);
   CHECK_EQ(conns[1].closed_why, 0);
   vcg__session_deliver(conns[0].s, buf, n);
-  CHECK_EQ(conns[1].closed_why, VCG_CLOSE_SLOW); /* past twice the budget */
-  CHECK_EQ(conns[2].received, 17);
+  CHECK_EQ(conns[1].closed_why, VCG_CLOSE_SLOW);
+  CHECK_EQ(conns[2].received, 265);
   CHECK_EQ(conns[2].closed_why, 0);
+  teardown();
+}
+
+TEST(large_control_is_bulk) {
+  fixture();
+  four_members();
+  stuck_bob();
+  size_t n = wrap(buf, VCG_PT_AES_KEY, 0, 20000); /* over 16 KiB: not key exchange */
+  for (int i = 0; i < 10; i++) vcg__session_deliver(conns[0].s, buf, n);
+  CHECK_EQ(conns[1].received, 4); /* dropped like video, at half the budget */
+  CHECK_EQ(conns[1].closed_why, 0);
+  CHECK_EQ(conns[2].received, 10);
   teardown();
 }
 
@@ -207,7 +220,8 @@ int main(void) {
   RUN(keyframe_requests_limited, "keyframe requests are limited to two a second per session");
   RUN(video_dropped_first, "video is dropped at half the queue budget and the sender told");
   RUN(audio_dropped_at_full_budget, "audio is dropped at the full budget");
-  RUN(control_never_dropped_then_slow_close, "key exchange is never dropped; past twice the budget: closed as slow");
+  RUN(control_never_dropped_then_slow_close, "key exchange is never dropped; past its small allowance: closed as slow");
+  RUN(large_control_is_bulk, "a \"control\" packet over 16 KiB is bulk, dropped like video");
   RUN(room_capacity_and_address_limit, "a full room refuses with OVERLOAD, the address limit with LIMIT");
   RUN(names_refused, "the system identity is forbidden, a bad room name a bad request");
   RUN(close_frees_room_and_slots, "closing frees the room and every limit slot");

@@ -145,6 +145,38 @@ TEST(http_format_reply) {
   CHECK_EQ(vcg__ws_http_format(buf, 40, 200, "text/plain", NULL, "x"), VCG_ENOBUFS);
 }
 
+/* -------------------------------------------------------- static files */
+
+TEST(mime_types) {
+  CHECK_STREQ(vcg__ws_mime_type("/index.html"), "text/html; charset=utf-8");
+  CHECK_STREQ(vcg__ws_mime_type("/a/app.js"), "text/javascript; charset=utf-8");
+  CHECK_STREQ(vcg__ws_mime_type("/m.MJS"), "text/javascript; charset=utf-8");
+  CHECK_STREQ(vcg__ws_mime_type("/x.wasm"), "application/wasm");
+  CHECK_STREQ(vcg__ws_mime_type("/site.webmanifest"), "application/manifest+json");
+  CHECK_STREQ(vcg__ws_mime_type("/noext"), "application/octet-stream");
+  CHECK_STREQ(vcg__ws_mime_type("/dir.js/file"), "application/octet-stream");
+}
+
+TEST(file_paths) {
+  CHECK(vcg__ws_file_path_ok("/"), "/");
+  CHECK(vcg__ws_file_path_ok("/a/b.c/d.js"), "dots inside names");
+  CHECK(!vcg__ws_file_path_ok("/../x"), "..");
+  CHECK(!vcg__ws_file_path_ok("/a/./x"), ".");
+  CHECK(!vcg__ws_file_path_ok("/.git/config"), "hidden");
+  CHECK(!vcg__ws_file_path_ok("a/b"), "relative");
+  CHECK(!vcg__ws_file_path_ok(""), "empty");
+}
+
+TEST(etag_matching) {
+  CHECK(vcg__ws_etag_match("\"1-2\"", "\"1-2\""), "exact");
+  CHECK(vcg__ws_etag_match("W/\"1-2\"", "\"1-2\""), "weak comparison");
+  CHECK(vcg__ws_etag_match("\"a\", \"1-2\"", "\"1-2\""), "in a list");
+  CHECK(vcg__ws_etag_match("*", "\"1-2\""), "*");
+  CHECK(!vcg__ws_etag_match("\"1-3\"", "\"1-2\""), "another tag");
+  CHECK(!vcg__ws_etag_match("\"1-2", "\"1-23\""), "an unterminated tag is not a prefix match");
+  CHECK(!vcg__ws_etag_match("", "\"1-2\""), "empty");
+}
+
 int main(void) {
   RUN(listen_host_port, "host:port and [v6]:port parse");
   RUN(listen_any_address, ":port and *:port mean any address; port 0 lets the kernel choose");
@@ -158,6 +190,9 @@ int main(void) {
   RUN(rebuild_encodes_what_would_change_the_target, "? # % controls and non-ASCII are re-encoded");
   RUN(rebuild_query_arguments, "query arguments are re-encoded and joined with &");
   RUN(rebuild_bounded, "rebuilding never writes past the buffer");
+  RUN(mime_types, "static files get their type by extension, case-insensitive");
+  RUN(file_paths, "no ., .. or hidden segments in a file path");
+  RUN(etag_matching, "If-None-Match: exact, weak, lists, *");
   RUN(http_format_reply, "small replies: status, length, close, extra headers, bounded");
   return TAP_DONE();
 }

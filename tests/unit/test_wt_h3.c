@@ -182,6 +182,18 @@ static void test_capsules(void) {
        c.code == 4242 && strcmp(c.reason, "server-bye") == 0;
   check(ok, "close frame encoder round-trips through the capsule parser");
 
+  /* And a DATA frame holding DRAIN_WEBTRANSPORT_SESSION. */
+  n = vcg__wt_drain_frame_encode(f, sizeof(f));
+  vcg__wt_frame_rd_init(&fr);
+  used = vcg__wt_frame_next(&fr, f, n, &ev);
+  ok = n == VCG__WT_DRAIN_FRAME_LEN && ev.kind == VCG__WT_FEV_START &&
+       ev.type == VCG__H3_FRAME_DATA && ev.len == n - used;
+  ok = ok && run_capsules(f + used, n - used, 1, &c, &nc, &nd, &ne) == 0 && nd == 1 && nc == 0 &&
+       ne == 0;
+  check(ok, "drain frame encoder gives one DRAIN capsule in one DATA frame");
+  check(vcg__wt_drain_frame_encode(f, VCG__WT_DRAIN_FRAME_LEN - 1) == 0,
+        "drain frame encoder refuses a short buffer");
+
   /* A CLOSE capsule too short for its code is an error. */
   len = vcg__wt_frame_header(s, VCG__WT_CAPSULE_CLOSE_SESSION, 2);
   s[len++] = 0;

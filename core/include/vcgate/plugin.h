@@ -403,6 +403,18 @@ typedef struct vcg_host_api {
    * tells the sender (CONGESTION, at most once a second).  Ownership: the
    * reference passes to the host, which releases it. */
   void (*packet_shed)(vcg_session_t *s, vcg_packet_t *p);
+  /* The two above in one call, and what a transport should use: s's
+   * transport takes p from its queue to write it now.  Returns 0: write
+   * it (the host records its relay latency); or 1: p was past its
+   * deadline and has been shed as by packet_shed() (the reference is the
+   * host's now: do not touch p again). */
+  int (*packet_take)(vcg_session_t *s, vcg_packet_t *p);
+
+  /* ---- ABI 1.2: bus health ---- */
+  /* THREAD-SAFE.  A bus reports whether its connection is up (1) or not
+   * (0); the host shows it in metrics (bus_up, bus_reconnects_total) and in
+   * /readyz.  A bus that never calls this counts as up. */
+  void (*bus_state_ts)(vcg_worker_t *w, int up);
 } vcg_host_api_t;
 
 /* ------------------------------------------------------------ vtables */
