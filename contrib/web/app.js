@@ -258,6 +258,8 @@ async function join(f) {
 
 function onState(c) {
   if (c !== call) return;
+  // A joined call that lost its connection stays on screen while it reconnects.
+  $("reconnecting").hidden = !(c.state === "connecting" && !$("call-view").hidden);
   if (c.state === "joined") {
     setJoining(false);
     $("room-name").textContent = c.room;

@@ -26,6 +26,10 @@ const SPEAKING_LEVEL = 0.02;
 const SPEAKING_HOLD_MS = 400;
 const HEARTBEAT_FRESH_MS = 2500;
 const REANNOUNCE_MS = 3000;
+const RECONNECT_DELAYS_MS = [0, 500, 1000, 2000, 4000];
+// A peer whose identity came back on a new session (a reconnect) and has
+// been silent this long on the old one is the same person: drop the old tile.
+const SUPERSEDED_MS = 1500;
 
 export class Peer {
   constructor(call, sessionId, user) {
@@ -33,7 +37,8 @@ export class Peer {
     this.key = sessionId.toString();
     this.user = user;
     this.displayName = "";
-    this.lastHeard = performance.now();
+    this.createdAt = performance.now();
+    this.lastHeard = this.createdAt;
     this.aes = null;
     this.e2ee = false;          // its latest media was decrypted with the key it sent us
     this.plaintext = false;     // it sends unencrypted media
@@ -119,28 +124,7 @@ export class Call extends EventTarget {
       this.audioOut.ensure();
       const keys = this.e2ee ? LocalKeys.create(2048) : Promise.resolve(null);
       keys.catch(() => {}); // awaited below; a failed connection may come first
-      // The session id the relay assigns is the first packet; wait for it
-      // before calling the call joined.
-      let assigned;
-      this.sessionAssigned = new Promise((resolve) => { assigned = resolve; });
-      this.onAssigned = assigned;
-      const transport = await connect({
-        base: this.base,
-        path: this.token ? "/lobby?token=" + encodeURIComponent(this.token)
-          : "/lobby/" + encodeURIComponent(this.user) + "/" + encodeURIComponent(this.room),
-        mode: this.mode,
-        log: this.log,
-      });
-      if (this.state !== "connecting") { transport.close(); return; } // left while connecting
-      this.transport = transport;
-      transport.onpacket = (b) => this.onPacket(b);
-      transport.onclose = ({ code, reason }) => this.lost(code, reason);
-      this.keys = await keys;
-      let timer;
-      const ok = await Promise.race([this.sessionAssigned.then(() => true),
-        new Promise((r) => { timer = setTimeout(() => r(false), SESSION_ASSIGNED_TIMEOUT_MS); })]);
-      clearTimeout(timer);
-      if (!ok) throw new Error("the gateway accepted the connection but assigned no session");
+      await this.open(this.mode, keys);
       if (this.state !== "connecting") return;
       this.joinedAt = performance.now();
       this.setState("joined");
@@ -152,6 +136,37 @@ export class Call extends EventTarget {
       this.teardown();
       this.setState("failed", e.message);
       throw e;
+    }
+  }
+
+  /**
+   * One connection to the lobby: resolves once the relay has assigned the
+   * session (its first packet), so that "joined" is never said early.
+   */
+  async open(mode, keys = null) {
+    let assigned;
+    this.sessionAssigned = new Promise((resolve) => { assigned = resolve; });
+    this.onAssigned = assigned;
+    const transport = await connect({
+      base: this.base,
+      path: this.token ? "/lobby?token=" + encodeURIComponent(this.token)
+        : "/lobby/" + encodeURIComponent(this.user) + "/" + encodeURIComponent(this.room),
+      mode,
+      log: this.log,
+    });
+    if (this.state !== "connecting") { transport.close(); return; } // left while connecting
+    this.transport = transport;
+    transport.onpacket = (b) => { if (this.transport === transport) this.onPacket(b); };
+    transport.onclose = ({ code, reason }) => { if (this.transport === transport) this.lost(code, reason); };
+    if (keys) this.keys = await keys;
+    let timer;
+    const ok = await Promise.race([this.sessionAssigned.then(() => true),
+      new Promise((r) => { timer = setTimeout(() => r(false), SESSION_ASSIGNED_TIMEOUT_MS); })]);
+    clearTimeout(timer);
+    if (!ok) {
+      if (this.transport === transport) this.transport = null;
+      transport.close();
+      throw new Error("the gateway accepted the connection but assigned no session");
     }
   }
 
@@ -257,10 +272,43 @@ export class Call extends EventTarget {
     this.setState("idle");
   }
 
-  lost(code, reason) {
+  /**
+   * The connection ended under a joined call: connect again, as the
+   * videocall.rs client does.  The gateway closes with 1001 when it drains
+   * or rotates a WebTransport session (its bound on ngtcp2's per-stream
+   * records); a same-identity rejoin within its presence grace is not
+   * announced, and the others' pages move our tile to the new session
+   * (see tick()).  Media keeps flowing into the encoders meanwhile and is
+   * dropped; after a few failed tries the call has failed.
+   */
+  async lost(code, reason) {
     if (this.state !== "joined") return;
+    const kind = this.transport ? this.transport.kind : null;
+    this.transport = null;
+    const why = `${reason}${code ? ", code " + code : ""}`;
+    this.log("connection lost (" + why + "): reconnecting");
+    this.setState("connecting");
+    let last = null;
+    for (const delay of RECONNECT_DELAYS_MS) {
+      await new Promise((r) => setTimeout(r, delay));
+      if (this.state !== "connecting") return; // left meanwhile
+      // The transport that worked first; then whatever works.
+      const mode = this.mode !== "auto" ? this.mode : last === null ? (kind === "websocket" ? "ws" : "wt") : "auto";
+      try {
+        await this.open(mode);
+        if (this.state !== "connecting") return;
+        this.setState("joined");
+        for (const s of [this.local.video, this.local.screen]) if (s) s.requestKeyframe();
+        this.sendHeartbeat();
+        this.sendProbe();
+        return;
+      } catch (e) {
+        last = e;
+        this.log("reconnect: " + e.message);
+      }
+    }
     this.teardown();
-    this.setState("failed", `the connection to the gateway was lost (${reason}${code ? ", code " + code : ""})`);
+    this.setState("failed", `the connection to the gateway was lost (${why}) and could not be restored${last ? ": " + last.message : ""}`);
   }
 
   teardown() {
@@ -436,6 +484,9 @@ export class Call extends EventTarget {
     let peer = this.peers.get(key);
     if (peer) return peer;
     peer = new Peer(this, sessionId, user);
+    // A reconnect within the relay's presence grace is not announced, so a
+    // new session of a known identity keeps the name it had.
+    for (const p of this.peers.values()) if (p.user === user && p.displayName) peer.displayName = p.displayName;
     this.peers.set(key, peer);
     this.changed("peers");
     // videocall.rs: a client that sees a new peer announces its key.
@@ -532,8 +583,12 @@ export class Call extends EventTarget {
 
   tick() {
     const now = performance.now();
-    for (const p of [...this.peers.values()]) {
+    const peers = [...this.peers.values()];
+    for (const p of peers) {
       if (now - p.lastHeard > PEER_TIMEOUT_MS) { this.removePeer(p, `${p.name} lost connection`); continue; }
+      const successor = peers.find((q) => q !== p && q.user === p.user && q.createdAt > p.createdAt &&
+        now - q.lastHeard < SUPERSEDED_MS);
+      if (successor && now - p.lastHeard > SUPERSEDED_MS) { this.removePeer(p, ""); continue; }
       const dt = (now - p.prev.at) / 1000;
       const frames = p.video.framesDecoded;
       const packets = p.video.packets + p.audio.packets;

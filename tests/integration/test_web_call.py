@@ -6,8 +6,9 @@ vectors made by protoc-c (libprotobuf) and openssl at test time, and the
 call logic (presence events, key exchange, keyframe requests, RTT, peer
 timeout) through an in-memory relay.
 
-test_web_three_party_call: one vcgate (WebSocket + WebTransport), one
-headless chromium with three contexts (fake camera and microphone): Alice
+test_web_three_party_call_then_one_leaves: one vcgate (WebSocket +
+WebTransport), one headless chromium with three contexts (fake camera and
+microphone): Alice
 forced to WebSocket and capturing without MediaStreamTrackProcessor (the
 Firefox/Safari path), Bob and Carol on WebTransport, all joined through
 the page's link form.  Each page must see the other two with video and audio
@@ -20,22 +21,24 @@ the page server or the gateway's own ports.  Screenshots of Alice's page
 at 1280x800 and Carol's at 390x844 go to VCGATE_WEB_SCREENSHOTS (a
 folder) when it is set (contrib/web/screenshots/ holds the committed ones).
 
-test_web_leave_removes_tile_within_3s: Carol closes her tab; her tile
-(data-participant="Carol_Diaz") must be gone from Alice's and Bob's pages
-within 3 s.  Only PARTICIPANT_LEFT from the relay (2 s after the
-disconnect) can do that; without it the page drops a silent peer after
-15 s, as videocall.rs does.
+Then Carol closes her tab: her tile (data-participant="Carol_Diaz") must
+be gone from Alice's and Bob's pages within 3 s.  Only PARTICIPANT_LEFT
+from the relay (2 s after the disconnect) can do that; without it the
+page drops a silent peer after 15 s, as videocall.rs does.
 
-test_web_tokens_give_names: two pages join with room tokens minted by
-`vcgate --token` (?token=, so /lobby?token=): each joins as the token's
-subject and shows the other by the name in the other's token, which only
-the relay's PARTICIPANT_JOINED carries.
+test_web_tokens_names_and_session_rotation: two pages join with room
+tokens minted by `vcgate --token` (?token=, so /lobby?token=): each joins
+as the token's subject and shows the other by the name in the other's
+token, which only the relay's PARTICIPANT_JOINED carries.  The gateway
+rotates their WebTransport sessions every 400 client streams (close 1001,
+its bound on ngtcp2's stream records): each page must reconnect and show
+the other once, on its new session, still named and decoding.
 
 test_web_form_joins_and_errors_are_shown_never_joined: the form, filled
 by its labels and submitted with its Join button, joins (over
 WebTransport, automatically), copies an invitation link to the room, and
-Leave returns to it; a gateway without
-WebTransport is joined over WebSocket; then a bad room name in the link, a
+Leave returns to it; a gateway without WebTransport is joined over
+WebSocket; then a bad room name in the link, a
 room name the gateway refuses (longer than its max_room_length), a
 gateway that does not answer at all, and a room token the gateway does not
 accept (the page must have asked for /lobby?token=) each end in state
@@ -348,11 +351,12 @@ async def scenario_call():
 
         n_media, n_kfr, n_rsa, n_aes = check_ciphertext(listener.packets, set(names))
         n_req = await check_requests(pages, site.ports(gw))
+        left_s = await close_and_wait_gone(br, pages, "Carol_Diaz")
         print("call: pages from %s; 3 of them (alice ws, bob+carol wt) joined and decoding both others with E2EE in %.1fs; "
               "names %s; the listener saw %d MEDIA packets, all ciphertext (plus %d plaintext "
               "KEYFRAME_REQUESTs), %d RSA_PUB_KEY, %d AES_KEY; %d requests, all to the gateway; "
-              "RTT to the gateway %s ms"
-              % (type(site).__name__, joined_s, names_seen, n_media, n_kfr, n_rsa, n_aes, n_req, rtts))
+              "RTT to the gateway %s ms; Carol's tile gone from the others %.1fs after she closed her tab"
+              % (type(site).__name__, joined_s, names_seen, n_media, n_kfr, n_rsa, n_aes, n_req, rtts, left_s))
     finally:
         if listener:
             await listener.close()
@@ -361,30 +365,20 @@ async def scenario_call():
         gw.stop()
 
 
-async def scenario_leave():
-    site = make_site()
-    gw = wts.Gateway(ws_opts=site.ws_opts)
-    br = wts.Browser(os.path.join(gw.dir, "browser.log"), script="web_browser.js")
-    try:
-        await br.start()
-        pages = await open_pages(br, site, gw)
-        for p in pages[:2]:
-            others = [u for u, _, _ in USERS if u != p.name]
-            await p.wait(others_decoding(others, 3), 30, "media from %s" % others)
-        await br.call("close", "Carol_Diaz")
-        t0 = time.monotonic()
-        for p in pages[:2]:
-            await p.wait(lambda s: all(x["user"] != "Carol_Diaz" for x in s["participants"]),
-                         3 - (time.monotonic() - t0), "Carol gone")
-            left = await p.ev("document.querySelectorAll('[data-participant=\"Carol_Diaz\"]').length")
-            if left:
-                raise h.TestFailure("%s still shows Carol's tile" % p.name)
-        print("leave: Carol's tile gone from Alice's and Bob's pages %.1fs after she closed her tab"
-              % (time.monotonic() - t0))
-    finally:
-        await br.close()
-        site.close()
-        gw.stop()
+async def close_and_wait_gone(br, pages, user):
+    """Close user's tab; every other page must drop its tile within 3 s
+    (PARTICIPANT_LEFT comes 2 s after the disconnect).  Returns the time."""
+    await br.call("close", user)
+    t0 = time.monotonic()
+    for p in pages:
+        if p.name == user:
+            continue
+        await p.wait(lambda s: all(x["user"] != user for x in s["participants"]),
+                     3 - (time.monotonic() - t0), "%s gone" % user)
+        left = await p.ev("document.querySelectorAll('[data-participant=\"%s\"]').length" % user)
+        if left:
+            raise h.TestFailure("%s still shows %s's tile" % (p.name, user))
+    return time.monotonic() - t0
 
 
 async def scenario_errors():
@@ -463,6 +457,33 @@ async def scenario_errors():
         gw.stop()
 
 
+ROTATE_AFTER = 400
+
+
+async def rising_from_current_session(p, other, other_name, timeout):
+    """p shows other exactly once, on other's current session, by name, with
+    E2EE on and video frames rising over 2 s (retried while other's session
+    changes underneath)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        sid = (await other.call_state())["sessionId"]
+        st = await p.call_state()
+        mine = [x for x in st["participants"] if x["user"] == other.name]
+        last = mine
+        if len(mine) == 1 and mine[0]["sessionId"] == sid and mine[0]["displayName"] == other_name \
+                and mine[0]["e2ee"] and mine[0]["videoFramesDecoded"] > 0:
+            await asyncio.sleep(2)
+            st2 = await p.call_state()
+            again = [x for x in st2["participants"] if x["user"] == other.name]
+            if len(again) == 1 and again[0]["sessionId"] == sid and \
+                    again[0]["videoFramesDecoded"] >= mine[0]["videoFramesDecoded"] + 3:
+                return
+        await asyncio.sleep(0.3)
+    raise h.TestFailure("%s does not show %s once, named and decoding, on its current session: %s"
+                        % (p.name, other.name, last))
+
+
 def mint_token(gw, sub, room, name):
     conf = h.write_config(core={"jwt_secret": TOKEN_SECRET}, transports=[h.ws_transport(gw.ws_port)])
     cp = h.run_vcgate(["-c", conf, "--token", "sub=%s,room=%s,name=%s" % (sub, room, name)])
@@ -474,7 +495,11 @@ def mint_token(gw, sub, room, name):
 
 async def scenario_tokens():
     site = make_site()
-    gw = wts.Gateway(core={"jwt_secret": TOKEN_SECRET}, ws_opts=site.ws_opts)
+    # Few client streams per WebTransport session, so that the gateway
+    # rotates both pages' sessions (1001 "session rotation: reconnect")
+    # within seconds.
+    gw = wts.Gateway(core={"jwt_secret": TOKEN_SECRET}, ws_opts=site.ws_opts,
+                     wt_opts={"max_client_streams": ROTATE_AFTER})
     br = wts.Browser(os.path.join(gw.dir, "browser.log"), script="web_browser.js")
     people = [("gina", "Gina Park"), ("hugo", "Hugo Brandt")]
     try:
@@ -497,13 +522,30 @@ async def scenario_tokens():
             raise h.TestFailure("the gateway did not see the tokens' subjects:\n" + gw.srv.log_tail())
         print("tokens: gina and hugo joined with room tokens over %s and see each other as %r"
               % ((await pages[0].call_state())["transport"], [n for _, n in people]))
+
+        # Both sessions get rotated; each page reconnects, and each sees the
+        # other as one participant on its new session, still named and
+        # decoding.
+        first = {p.name: (await p.call_state())["sessionId"] for p in pages}
+        for p in pages:
+            await p.wait(lambda s, p=p: s["state"] == "joined" and s["sessionId"] != first[p.name], 40,
+                         "a new session after rotation")
+        for p, (sub, _) in zip(pages, people):
+            other_sub, other_name = [x for x in people if x[0] != sub][0]
+            other = [q for q in pages if q.name == other_sub][0]
+            await rising_from_current_session(p, other, other_name, 30)
+        rotations = gw.srv.log().count('reason "session rotation: reconnect"')
+        if rotations < 2:
+            raise h.TestFailure("the gateway logged %d session rotations" % rotations)
+        print("tokens: %d WebTransport session rotations (every %d client streams); both pages "
+              "reconnected and see the other once, named, decoding" % (rotations, ROTATE_AFTER))
     finally:
         await br.close()
         site.close()
         gw.stop()
 
 
-SCENARIOS = {"call": scenario_call, "leave": scenario_leave, "errors": scenario_errors,
+SCENARIOS = {"call": scenario_call, "errors": scenario_errors,
              "tokens": scenario_tokens}
 
 
@@ -563,19 +605,13 @@ def test_web_install_lists_every_page_file():
 
 
 @h.timeout(80)
-def test_web_three_party_call():
+def test_web_three_party_call_then_one_leaves():
     wts.require_browser("inproc", "websocket", "webtransport")
     wts.run_isolated(os.path.abspath(__file__), "call", 75)
 
 
 @h.timeout(60)
-def test_web_leave_removes_tile_within_3s():
-    wts.require_browser("inproc", "websocket", "webtransport")
-    wts.run_isolated(os.path.abspath(__file__), "leave", 55)
-
-
-@h.timeout(60)
-def test_web_tokens_give_names():
+def test_web_tokens_names_and_session_rotation():
     wts.require_browser("inproc", "websocket", "webtransport")
     wts.run_isolated(os.path.abspath(__file__), "tokens", 55)
 

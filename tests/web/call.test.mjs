@@ -88,6 +88,28 @@ test("a display name that only repeats the identity shows the identity with spac
   assert.equal(a.peers.get("78").name, "Zed Quist");
 });
 
+test("a reconnect (new session, same identity) replaces the old tile and keeps the name", async () => {
+  const relay = new Relay();
+  const a = await relay.join("alice");
+  relay.system(a, { eventType: MeetingEventType.PARTICIPANT_JOINED, sessionId: 500n,
+    targetUserId: utf8.encode("bob"), displayName: utf8.encode("Bob B") });
+  const hb = (sid) => a.onPacket(PacketWrapper.encode({ packetType: PacketType.MEDIA, userId: utf8.encode("bob"),
+    sessionId: sid, data: MediaPacket.encode({ mediaType: MediaType.HEARTBEAT, heartbeatMetadata: { videoEnabled: true } }) }));
+  hb(500n);
+  await new Promise((r) => setTimeout(r, 5));
+  hb(501n); // bob is back on a new session; the relay does not announce a rejoin within its grace
+  assert.equal(a.peers.get("501").name, "Bob B");
+  a.tick();
+  assert.equal(a.peers.size, 2, "both while the old session may still be talking");
+  a.peers.get("500").lastHeard = performance.now() - 2000;
+  a.tick();
+  assert.deepEqual([...a.peers.keys()], ["501"]);
+  // Two sessions of one identity that both keep talking (two devices) both stay.
+  hb(502n);
+  a.tick();
+  assert.equal(a.peers.size, 2);
+});
+
 test("a participant's own MEETING packet cannot end the call or remove others", async () => {
   const relay = new Relay();
   const [a, b] = [await relay.join("alice"), await relay.join("bob")];
