@@ -130,15 +130,21 @@ const MAX_DATAGRAM = 1000;
 // 800 a second per tab; a burst over this means the path is congested).
 const MAX_STREAMS_IN_FLIGHT = 96;
 
-/** fn(chunk) for every chunk of a ReadableStream until it ends or fails (the session closed). */
-async function eachChunk(readable, fn) {
+/**
+ * fn(chunk) for every chunk of a ReadableStream until it ends or fails
+ * (the session closed).  Returns the reader, to cancel.
+ */
+function eachChunk(readable, fn) {
   const reader = readable.getReader();
-  for (;;) {
-    let r;
-    try { r = await reader.read(); } catch (e) { return; }
-    if (r.done) return;
-    fn(r.value);
-  }
+  (async () => {
+    for (;;) {
+      let r;
+      try { r = await reader.read(); } catch (e) { return; }
+      if (r.done) return;
+      fn(r.value);
+    }
+  })();
+  return reader;
 }
 
 class WebTransportTransport {
@@ -148,6 +154,8 @@ class WebTransportTransport {
     this.onpacket = null;
     this.onclose = null;
     this.inFlight = 0;
+    this.dead = false;
+    this.readers = [];
     this.dgramWriter = wt.datagrams.writable.getWriter();
     this.readStreams();
     this.readDatagrams();
@@ -155,25 +163,45 @@ class WebTransportTransport {
       (e) => this.closed(0, e?.message || "connection lost"));
   }
   closed(code, reason) {
+    this.dead = true;
+    for (const r of this.readers) r.cancel().catch(() => {});
+    try { this.dgramWriter.releaseLock(); } catch (e) { /* writes pending: they fail with the session */ }
     if (this.onclose) this.onclose({ code, reason });
     this.onclose = null;
   }
   readStreams() {
     // Read each stream on its own: one slow stream must not hold up the next.
-    eachChunk(this.wt.incomingUnidirectionalStreams, (stream) => this.readStream(stream));
+    this.readers.push(eachChunk(this.wt.incomingUnidirectionalStreams, (stream) => this.readStream(stream)));
   }
   async readStream(stream) {
+    // The stream's own reader, not new Response(stream): the packet is
+    // small, and a Response body over a stream that errors when the session
+    // closes is one more thing that can go wrong in the browser.
+    const reader = stream.getReader();
+    const parts = [];
+    let n = 0;
     try {
-      const bytes = new Uint8Array(await new Response(stream).arrayBuffer());
-      if (this.onpacket) this.onpacket(bytes);
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        parts.push(value);
+        n += value.length;
+      }
     } catch (e) {
-      // A stream reset by the server (session closing) carries no packet.
+      return; // a stream reset by the server (session closing) carries no packet
     }
+    const bytes = parts.length === 1 ? parts[0] : new Uint8Array(n);
+    if (parts.length !== 1) {
+      let off = 0;
+      for (const p of parts) { bytes.set(p, off); off += p.length; }
+    }
+    if (this.onpacket) this.onpacket(bytes);
   }
   readDatagrams() {
-    eachChunk(this.wt.datagrams.readable, (d) => this.onpacket && this.onpacket(d));
+    this.readers.push(eachChunk(this.wt.datagrams.readable, (d) => this.onpacket && this.onpacket(d)));
   }
   send(bytes, { datagram = false, droppable = false } = {}) {
+    if (this.dead) return false;
     if (datagram && bytes.length <= MAX_DATAGRAM) {
       this.dgramWriter.write(bytes).catch(() => {});
       return true;

@@ -66,6 +66,7 @@ async function main() {
       page.on("request", (r) => requests.push(r.url()));
       page.on("websocket", (w) => requests.push(w.url()));
       page.on("console", (m) => process.stderr.write(`${name}: ${m.text()}\n`));
+      page.on("crash", () => { process.stderr.write(`${name}: renderer crashed at ${new Date().toISOString()}\n`); page.errors.push("renderer crashed"); });
       page.on("pageerror", (e) => { process.stderr.write(`${name}: page error: ${e}\n`); page.errors.push(String(e)); });
       page.errors = [];
       pages.set(name, { ctx, page, requests });
