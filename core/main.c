@@ -3,6 +3,7 @@
  * it to the running process (process.c). */
 #include <getopt.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +120,18 @@ static int print_plugin(const char *name, const char *const *dirs) {
  * fault its pages in every time; setting the trim threshold also freezes
  * glibc's adaptive mmap threshold at 128 KiB otherwise).  RSS after a peak
  * stays higher by at most that much per heap; it does not grow. */
+/* Every connection costs descriptors (two for a ws:// one, whose strict
+ * frame reader reads through a dup() of the socket), and the soft limit
+ * distributions set (1024) is far below what max_connections allows: take
+ * the hard limit, as nginx's worker_rlimit_nofile lets operators do. */
+static void fd_policy(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
 static void heap_policy(void) {
 #if defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD)
   (void)mallopt(M_TRIM_THRESHOLD, 32 << 20);
@@ -154,6 +167,7 @@ int main(int argc, char **argv) {
   }
   if (optind < argc) { usage(stderr); return 2; }
   heap_policy();
+  fd_policy();
   if (level && vcg__log_parse_level(level) < 0) {
     fprintf(stderr, "vcgate: -l %s: not one of error, warn, info, debug\n", level);
     return 2;

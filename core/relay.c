@@ -169,10 +169,13 @@ static void enqueue(vcg__worker_t *w, vcg_session_t *r, vcg_session_t *sender, v
   VCG__ADD(r->t->ts.tx_packets[KIND(p)], 1);
   VCG__ADD(r->t->ts.tx_bytes, p->len);
   if (vcg__session_send(r, p) == VCG_ENOBUFS) {
+    /* The transport's own hard cap: a drop like the policy's, and the
+     * sender hears of it the same way. */
     VCG__ADD(w->stats.packets_dropped, 1);
     VCG__ADD(w->stats.dropped[KIND(p)], 1);
     r->drops++;
     if (!r->drop_since_ms) r->drop_since_ms = now ? now : 1;
+    send_congestion(sender, now);
   }
 }
 

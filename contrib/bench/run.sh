@@ -7,7 +7,7 @@
 # markers).
 #
 #   contrib/bench/run.sh [--quick] [--repeats N] [--no-write] [--out DIR] [--soak SECS]
-#                        [--targets "vcgate bare node vcgate-w2 vcgate-nats vcgate-wt"]
+#                        [--targets "vcgate bare node vcgate-w2 vcgate-nats vcgate-natsb vcgate-wt"]
 #   contrib/bench/run.sh --overload [--cpu-quota PCT] [--overload-mult M]
 #                        [--targets "vcgate bare"] [--out DIR]
 #
@@ -64,9 +64,9 @@ done
 if [ "$overload" = 1 ]; then
   : "${targets:=vcgate bare}"
 elif [ "$quick" = 1 ]; then
-  : "${targets:=vcgate bare node vcgate-nats vcgate-wt}"
+  : "${targets:=vcgate bare node vcgate-nats vcgate-natsb vcgate-wt}"
 else
-  : "${targets:=vcgate bare node vcgate-w2 vcgate-nats vcgate-wt}"
+  : "${targets:=vcgate bare node vcgate-w2 vcgate-nats vcgate-natsb vcgate-wt}"
 fi
 case "$quota" in ''|*[!0-9]*) echo "run.sh: --cpu-quota takes a whole percent" >&2; exit 2 ;; esac
 [ "$quota" -ge 5 ] && [ "$quota" -le 100 ] || { echo "run.sh: --cpu-quota 5..100" >&2; exit 2; }
@@ -85,8 +85,8 @@ SEARCH=(--grace 0.5 --step-factor $FACTOR --refine $REFINE)
 # Start loads per target, about a quarter of what each carried on a 2-vCPU
 # EPYC (BENCHMARKS.md): meeting packets/s per sender (x400 = delivered
 # msgs/s), fanout packets/s of the one sender (x199), call shape rooms.
-start_meeting() { case "$1" in node) echo 100 ;; vcgate-wt) echo 50 ;; vcgate-nats) echo 250 ;; *) echo 1000 ;; esac; }
-start_fanout() { case "$1" in node) echo 100 ;; vcgate-wt) echo 100 ;; vcgate-nats) echo 1000 ;; *) echo 2000 ;; esac; }
+start_meeting() { case "$1" in node) echo 100 ;; vcgate-wt) echo 50 ;; vcgate-nats*) echo 250 ;; *) echo 1000 ;; esac; }
+start_fanout() { case "$1" in node) echo 100 ;; vcgate-wt) echo 100 ;; vcgate-nats*) echo 1000 ;; *) echo 2000 ;; esac; }
 start_call() { case "$1" in node) echo 4 ;; vcgate-wt) echo 4 ;; *) echo 32 ;; esac; }
 
 [ -n "$out" ] || out=$(mktemp -d /tmp/vcgate-bench.XXXXXX)
@@ -230,17 +230,21 @@ start_target() {
       PIDS+=("$SPID")
       wait_port "$p" 10 || { log "$t did not listen (see $out/$t.log)"; return 1; }
       URLS=(--url "https://127.0.0.1:$up") ;;
-    vcgate-nats)
+    vcgate-nats|vcgate-natsb)
+      # vcgate-natsb: the same with the bus's batch option (a loop turn's
+      # packets of a room in one NATS message; vcgate nodes only).
+      local batch=""
+      [ "$t" = vcgate-natsb ] && batch=" batch = true;"
       np=$(free_port)
       taskset -c 0 nats-server -a 127.0.0.1 -p "$np" 2>>"$out/nats-server.log" & PIDS+=($!)
       wait_port "$np" 10 || { log "nats-server did not listen"; return 1; }
       p=$(free_port)
-      vcg_conf "$out/$t-a.conf" "$p" 1 "{ plugin = \"nats\"; servers = [\"nats://127.0.0.1:$np\"]; }"
+      vcg_conf "$out/$t-a.conf" "$p" 1 "{ plugin = \"nats\"; servers = [\"nats://127.0.0.1:$np\"];$batch }"
       taskset -c 0 "$VCG" -c "$out/$t-a.conf" 2>>"$out/$t-a.log" & SPID=$!
       PIDS+=("$SPID")
       wait_port "$p" 10 || { log "$t (a) did not listen"; return 1; }
       p2=$(free_port)
-      vcg_conf "$out/$t-b.conf" "$p2" 1 "{ plugin = \"nats\"; servers = [\"nats://127.0.0.1:$np\"]; }"
+      vcg_conf "$out/$t-b.conf" "$p2" 1 "{ plugin = \"nats\"; servers = [\"nats://127.0.0.1:$np\"];$batch }"
       taskset -c 0 "$VCG" -c "$out/$t-b.conf" 2>>"$out/$t-b.log" & PIDS+=($!)
       wait_port "$p2" 10 || { log "$t (b) did not listen"; return 1; }
       URLS=(--url "ws://127.0.0.1:$p" --url "ws://127.0.0.1:$p2") ;;
@@ -255,7 +259,7 @@ run_case() {
   shift 4
   local cpu=(--server-cpu 0)
   # vcgate-w2 is not pinned; vcgate-nats has three processes on CPU 0.
-  case "$t" in vcgate-w2|vcgate-nats) cpu=() ;; esac
+  case "$t" in vcgate-w2|vcgate-nats*) cpu=() ;; esac
   local cmd=(taskset -c 1 "$LG" "${URLS[@]}" --quiet --max-seconds "$maxs" ${SPID:+--server-pid "$SPID"} "${cpu[@]}" "$@")
   echo "$t $c: ${cmd[*]}" >> "$out/commands.txt"
   timeout $((maxs + 30)) "${cmd[@]}" 2>>"$out/loadgen.err" | while IFS= read -r line; do
@@ -310,7 +314,7 @@ run_target() { # target rep
       sat_meeting "$t" "$rep"
       [ "$quick" = 1 ] || sat_fanout "$t" "$rep"
       sat_call "$t" "$rep" ;;
-    vcgate-nats)
+    vcgate-nats*)
       [ "$quick" = 1 ] || run_case "$t" "$rep" meeting 60 --scenario meeting --duration "$MEET_DUR" --warmup 1
       sat_meeting "$t" "$rep"
       [ "$quick" = 1 ] || sat_fanout "$t" "$rep" ;;
@@ -321,7 +325,7 @@ run_target() { # target rep
 skip_missing() { # target: 0 when it can run here
   case "$1" in
     node) [ "$have_node" = 1 ] || { log "skip node: node or the ws package missing"; return 1; } ;;
-    vcgate-nats) [ "$have_nats" = 1 ] || { log "skip vcgate-nats: nats.so or nats-server missing"; return 1; } ;;
+    vcgate-nats*) [ "$have_nats" = 1 ] || { log "skip $1: nats.so or nats-server missing"; return 1; } ;;
     vcgate-wt) [ "$have_wt" = 1 ] || { log "skip vcgate-wt: webtransport.so or loadgen https:// support missing"; return 1; } ;;
     bare) [ -x "$BARE" ] || { log "skip bare: $BARE not built"; return 1; } ;;
   esac
@@ -498,6 +502,10 @@ f = best("best_delivered_msgs_per_s")
 print("  %-34s %s / %s = %s" % ("2 gates + NATS (one core) / one:", fmt(med("vcgate-nats", "sat-meeting", f)),
                                fmt(med("vcgate", "sat-meeting", f)),
                                ratio(med("vcgate-nats", "sat-meeting", f), med("vcgate", "sat-meeting", f))))
+if med("vcgate-natsb", "sat-meeting", f) is not None:
+    print("  %-34s %s / %s = %s" % ("  the same with batch = true:", fmt(med("vcgate-natsb", "sat-meeting", f)),
+                                   fmt(med("vcgate", "sat-meeting", f)),
+                                   ratio(med("vcgate-natsb", "sat-meeting", f), med("vcgate", "sat-meeting", f))))
 f = best("rss_per_conn_bytes")
 print("  %-34s vcgate %s / bare %s / Node %s" % ("idle connection RSS (bytes):", fmt(med("vcgate", "connections", f)),
                                                 fmt(med("bare", "connections", f)), fmt(med("node", "connections", f))))
@@ -532,7 +540,7 @@ metrics = [
      best("rss_per_conn_bytes"), "lower"),
     ("connections: %s idle, held at the end" % conns, "connections", best("held"), "higher"),
 ]
-targets = ["vcgate", "bare", "node", "vcgate-w2", "vcgate-nats", "vcgate-wt"]
+targets = ["vcgate", "bare", "node", "vcgate-w2", "vcgate-nats", "vcgate-natsb", "vcgate-wt"]
 
 def sh(cmd):
     try:
@@ -548,8 +556,8 @@ out.append("Machine: %s CPUs, %s, kernel %s; run %s; load average before/after i
            "Medians of %s repeat(s)." % (sh("nproc"), model, sh("uname -r"), time.strftime("%Y-%m-%d %H:%M %Z"),
                                           max((len(v) for v in rows.values()), default=0)))
 out.append("")
-out.append("| scenario | vcgate | bare relay | vcgate/bare | Node `ws` | vcgate/Node | vcgate workers=2 (unpinned) | vcgate ×2 + NATS (CPU 0) | vcgate WebTransport |")
-out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+out.append("| scenario | vcgate | bare relay | vcgate/bare | Node `ws` | vcgate/Node | vcgate workers=2 (unpinned) | vcgate ×2 + NATS (CPU 0) | the same, NATS batch | vcgate WebTransport |")
+out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for name, case, f, better in metrics:
     v = {t: med(t, case, f) for t in targets}
     rb = rn = "–"
@@ -559,9 +567,9 @@ for name, case, f, better in metrics:
             rb = ratio(v["vcgate"], v["bare"]) + suffix
         if v["vcgate"] is not None and v["node"]:
             rn = ratio(v["vcgate"], v["node"]) + suffix
-    out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+    out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         name, fmt(v["vcgate"]), fmt(v["bare"]), rb, fmt(v["node"]), rn, fmt(v["vcgate-w2"]),
-        fmt(v["vcgate-nats"]), fmt(v["vcgate-wt"])))
+        fmt(v["vcgate-nats"]), fmt(v["vcgate-natsb"]), fmt(v["vcgate-wt"])))
 for d in rows.get(("vcgate", "soak"), []):
     out.append("")
     out.append("Soak: vcgate meeting 20x5 at %.1f pkt/s per sender (70%% of its sustained rate) for %.0f s: "

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
 #include <gnutls/gnutls.h>
@@ -21,6 +22,7 @@
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 #include <nghttp3/nghttp3.h>
 #include "lg.h"
+#include "../../plugins/webtransport/udp_recv.h"
 #include "../../plugins/webtransport/udp_send.h"
 
 #define WT_PRIORITY                                                                          \
@@ -69,10 +71,10 @@ typedef struct {
 
 typedef struct {
   lg_conn_t *c;
-  uv_udp_t udp;
-  int fd;            /* the connected socket, sent on directly */
+  uv_poll_t poll;    /* readable: our own recvmmsg (GRO needs the cmsg) */
+  int sock;          /* the connected socket (owned), closed last */
+  int fd;            /* sock while open for sending, -1 once closing */
   int gso;           /* UDP_SEGMENT works on it */
-  int rx_pending;    /* packets read in this recvmmsg batch, not yet answered */
   uv_timer_t timer;
   uint64_t timer_due;  /* loop time (ms) the timer was set for */
   int nclosing;      /* handles whose close callback is pending */
@@ -164,6 +166,7 @@ static void wt_handle_closed(uv_handle_t *h) {
   if (w->conn) ngtcp2_conn_del(w->conn);
   if (w->tls) gnutls_deinit(w->tls);
   if (w->cred) gnutls_certificate_free_credentials(w->cred);
+  if (w->sock >= 0) close(w->sock);
   c->tp = NULL;
   lg_conn_closed(c, w->why[0] ? w->why : "closed");
   free(w);
@@ -174,11 +177,11 @@ static void wt_shutdown(wt_t *w, const char *why) {
   w->closing = 1;
   if (why != w->why && !w->why[0]) snprintf(w->why, sizeof w->why, "%s", why);
   w->nclosing = 2;
-  w->fd = -1; /* uv_close closes it now */
+  w->fd = -1; /* nothing more is sent; the socket is closed with w */
   uv_timer_stop(&w->timer);
-  uv_udp_recv_stop(&w->udp);
+  uv_poll_stop(&w->poll);
   uv_close((uv_handle_t *)&w->timer, wt_handle_closed);
-  uv_close((uv_handle_t *)&w->udp, wt_handle_closed);
+  uv_close((uv_handle_t *)&w->poll, wt_handle_closed);
 }
 
 /* ------------------------------------------------------------ sending */
@@ -677,11 +680,6 @@ static int wt_recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags, const uint8_t 
 
 /* ------------------------------------------------------------ socket */
 
-static void wt_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  wt_t *w = h->data;
-  *buf = lg_readbuf(w->c->lg);
-}
-
 /* After reading: answer at once while the handshake runs or when we have
  * stream data waiting; otherwise what is due is only an acknowledgement,
  * which waits for the timer, at least WT_ACK_MIN_MS.  On loopback ngtcp2's
@@ -704,33 +702,55 @@ static void wt_rx_done(wt_t *w) {
   uv_timer_start(&w->timer, wt_timer_cb, ms, 0);
 }
 
-/* With recvmmsg, one call per datagram (UV_UDP_MMSG_CHUNK), then one with
- * n == 0 that ends the batch: the answer (ACKs, more data) is written once
- * per batch, not once per datagram. */
-static void wt_recv_cb(uv_udp_t *u, ssize_t n, const uv_buf_t *buf, const struct sockaddr *addr,
-                       unsigned flags) {
-  wt_t *w = u->data;
-  if (w->closing) return;
-  if (n == 0 && w->rx_pending) {
-    w->rx_pending = 0;
-    wt_rx_done(w);
-    return;
-  }
-  if (n <= 0) return;
+/* One datagram (or GRO segment) for the connection: 0, or -1 once it
+ * failed (shut down). */
+static int wt_read_one(wt_t *w, const uint8_t *p, size_t n) {
   ngtcp2_pkt_info pi = {0};
-  int rc = ngtcp2_conn_read_pkt(w->conn, &w->ps.path, &pi, (const uint8_t *)buf->base, (size_t)n,
-                                lg_now_ns());
-  if (rc != 0) {
-    if (!w->why[0]) {
-      uint8_t alert = ngtcp2_conn_get_tls_alert(w->conn);
-      if (alert) snprintf(w->why, sizeof w->why, "quic: TLS alert %u", alert);
-      else snprintf(w->why, sizeof w->why, "quic: %s", ngtcp2_strerror(rc));
-    }
+  int rc = ngtcp2_conn_read_pkt(w->conn, &w->ps.path, &pi, p, n, lg_now_ns());
+  if (rc == 0) return 0;
+  if (!w->why[0]) {
+    uint8_t alert = ngtcp2_conn_get_tls_alert(w->conn);
+    if (alert) snprintf(w->why, sizeof w->why, "quic: TLS alert %u", alert);
+    else snprintf(w->why, sizeof w->why, "quic: %s", ngtcp2_strerror(rc));
+  }
+  wt_shutdown(w, w->why);
+  return -1;
+}
+
+/* The socket is readable: recvmmsg batches (UDP GRO: a run of the
+ * server's datagrams arrives as one buffer and one queue entry, as it
+ * would at a client with GRO on a real network; on loopback the kernel
+ * otherwise splits every run again and charges that to the sending CPU,
+ * the server's), a few per wakeup so one busy connection cannot hold the
+ * loop, and the answer (ACKs, more data) once per wakeup.  loadgen is
+ * single-threaded: one batch header serves every connection. */
+static void wt_poll_cb(uv_poll_t *p, int status, int events) {
+  static vcg__udp_rx_t rx;
+  wt_t *w = p->data;
+  (void)events;
+  if (w->closing) return;
+  if (status < 0) {
+    snprintf(w->why, sizeof w->why, "udp poll: %s", uv_strerror(status));
     wt_shutdown(w, w->why);
     return;
   }
-  if (flags & UV_UDP_MMSG_CHUNK) w->rx_pending = 1;
-  else wt_rx_done(w);
+  uv_buf_t rb = lg_readbuf(w->c->lg);
+  unsigned slots = (unsigned)(rb.len / VCG_UDP_RX_SLOT);
+  if (slots > VCG_UDP_RX_MAX) slots = VCG_UDP_RX_MAX;
+  int got = 0;
+  for (int round = 0; round < 4; round++) {
+    int r = vcg__udp_recv(w->sock, &rx, (uint8_t *)rb.base, VCG_UDP_RX_SLOT, slots);
+    if (r <= 0) break; /* drained, or an error ICMP put there: QUIC times out */
+    for (int i = 0; i < r; i++) {
+      const uint8_t *d = (const uint8_t *)rb.base + (size_t)i * VCG_UDP_RX_SLOT;
+      size_t len = rx.len[i], seg = rx.segsize[i];
+      for (size_t off = 0; off < len; off += seg)
+        if (wt_read_one(w, d + off, len - off < seg ? len - off : seg) != 0) return;
+    }
+    got = 1;
+    if ((unsigned)r < slots) break;
+  }
+  if (got) wt_rx_done(w);
 }
 
 static int wt_connect(lg_t *lg, lg_conn_t *c) {
@@ -740,28 +760,42 @@ static int wt_connect(lg_t *lg, lg_conn_t *c) {
   w->session_id = -1;
   w->rng = lg_now_ns() ^ ((uint64_t)c->idx << 32);
   w->fd = -1;
-  /* RECVMMSG: many datagrams per system call (the read buffer is a
-   * multiple of 64 KiB, see lg_readbuf); AF_UNSPEC: the socket is made at
-   * bind or connect. */
-  int rc = uv_udp_init_ex(lg_loop(lg), &w->udp, AF_UNSPEC | UV_UDP_RECVMMSG);
-  if (rc < 0) { free(w); return rc; }
+  /* Our own socket and a poll handle on it (not uv_udp_t): the receive
+   * path needs recvmmsg's control messages (wt_poll_cb). */
+  w->sock = socket(c->url->addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (w->sock < 0) {
+    int e = -errno;
+    free(w);
+    return e;
+  }
+  int rc = uv_poll_init_socket(lg_loop(lg), &w->poll, w->sock);
+  if (rc < 0) {
+    close(w->sock);
+    free(w);
+    return rc;
+  }
   uv_timer_init(lg_loop(lg), &w->timer);
-  w->udp.data = w->timer.data = w;
+  w->poll.data = w->timer.data = w;
   c->tp = w;
   const struct sockaddr *src = lg_bind_addr(lg, c);
   struct sockaddr_storage local;
-  int ll = sizeof local;
+  socklen_t ll = sizeof local;
   const char *step = "udp bind";
-  if (src) rc = uv_udp_bind(&w->udp, src, 0);
-  if (rc >= 0) { step = "udp connect"; rc = uv_udp_connect(&w->udp, (const struct sockaddr *)&c->url->addr); }
-  if (rc >= 0) { step = "udp getsockname"; rc = uv_udp_getsockname(&w->udp, (struct sockaddr *)&local, &ll); }
-  uv_os_fd_t fd;
-  if (rc >= 0) { step = "udp fileno"; rc = uv_fileno((uv_handle_t *)&w->udp, &fd); }
+  if (src && bind(w->sock, src, sizeof(struct sockaddr_in)) != 0) rc = -errno;
   if (rc >= 0) {
-    w->fd = fd;
-    w->gso = vcg__udp_gso_probe(fd);
+    step = "udp connect";
+    if (connect(w->sock, (const struct sockaddr *)&c->url->addr, c->url->addrlen) != 0) rc = -errno;
   }
-  if (rc >= 0) { step = "udp recv"; rc = uv_udp_recv_start(&w->udp, wt_alloc_cb, wt_recv_cb); }
+  if (rc >= 0) {
+    step = "udp getsockname";
+    if (getsockname(w->sock, (struct sockaddr *)&local, &ll) != 0) rc = -errno;
+  }
+  if (rc >= 0) {
+    w->fd = w->sock;
+    w->gso = vcg__udp_gso_probe(w->fd);
+    vcg__udp_gro_enable(w->fd);
+  }
+  if (rc >= 0) { step = "udp poll"; rc = uv_poll_start(&w->poll, UV_READABLE, wt_poll_cb); }
   if (rc < 0) {
     snprintf(w->why, sizeof w->why, "%s: %s", step, uv_strerror(rc));
     wt_shutdown(w, w->why);

@@ -79,6 +79,7 @@ typedef struct nats_conf {
   char *tls_ca, *tls_cert, *tls_key;
   int64_t reconnect_wait, max_reconnect, pending_bytes, connect_timeout;
   int64_t write_deadline, drain_timeout;
+  int batch;
 } nats_conf_t;
 
 #define OPT_S(f, d) VCG_OPTION_STRING(nats_conf_t, f, #f, NULL, d)
@@ -107,12 +108,22 @@ static const vcg_option_t nats_options[] = {
                  "milliseconds a socket write may block before the connection is reset (0 = none)"),
   VCG_OPTION_INT(nats_conf_t, drain_timeout, "drain_timeout", 2000, 100, 600000,
                  "milliseconds allowed for draining the connection at stop"),
+  VCG_OPTION_BOOL(nats_conf_t, batch, "batch", 0,
+                  "pack a loop turn's packets of a room into one NATS message on "
+                  "vcgate.{room} (vcgate nodes only: videocall.rs relays do not see them)"),
   VCG_OPTION_END
 };
 
 typedef struct nats_room {
   vcg_hnode_t node;           /* in inst->rooms, keyed by name */
   natsSubscription *sub;      /* owned; NULL until connected */
+  natsSubscription *bsub;     /* vcgate.{room} (batch mode); owned */
+  /* batch mode: this turn's packets, published at its end (flush_cb) */
+  uint8_t *batch;
+  size_t blen, bcap;
+  uint32_t bcount;
+  struct nats_room *dnext;    /* inst->dirty list */
+  int dirty;
   char name[];
 } nats_room_t;
 
@@ -141,6 +152,10 @@ struct vcg_instance {
 
   /* Loop thread only. */
   vcg_htab_t rooms;           /* nats_room_t (room names come from clients) */
+  uv_check_t flush;           /* batch mode: publish the turn's batches */
+  uv_idle_t nowait;           /* keeps that turn's poll from blocking */
+  int flush_active;
+  nats_room_t *dirty;         /* rooms with a batch to publish */
   uint64_t last_warn;         /* uv_now of the last rate-limited warning */
   int closing;                /* drain or close of nc has been started */
   vcg_stopped_cb stop_cb;
@@ -183,13 +198,30 @@ static void nats_release(vcg_instance_t *inst) {
   uv_mutex_unlock(&inst->mu);
 }
 
+/* A batch (batch mode): every record to the core, in order. */
+static void nats_on_batch(vcg_instance_t *inst, const char *room, natsMsg *msg) {
+  const uint8_t *b = (const uint8_t *)natsMsg_GetData(msg), *data;
+  size_t len = (size_t)natsMsg_GetDataLength(msg), pos = 0, n;
+  uint64_t origin, got = 0, failed = 0;
+  int r;
+  while ((r = vcg__nats_batch_next(b, len, &pos, &origin, &data, &n)) == 1) {
+    if (inst->host->bus_deliver_ts(inst->w, room, origin, data, n) != 0) failed++;
+    else got++;
+  }
+  if (r < 0) inst->host->counter_add_ts(inst->w, "nats_bad_batch", 1);
+  if (failed) inst->host->counter_add_ts(inst->w, "nats_deliver_failed", failed);
+  if (got) inst->host->counter_add_ts(inst->w, "nats_received", got);
+}
+
 static void nats_on_msg(natsConnection *nc, natsSubscription *sub,
                         natsMsg *msg, void *closure) {
   vcg_instance_t *inst = closure;
   char room[NATS_ROOM_MAX];
   uint64_t sid;
-  if (vcg__nats_parse_subject(natsMsg_GetSubject(msg), room, sizeof(room),
-                              &sid) != 0) {
+  if (vcg__nats_parse_batch_subject(natsMsg_GetSubject(msg), room, sizeof(room)) == 0) {
+    nats_on_batch(inst, room, msg);
+  } else if (vcg__nats_parse_subject(natsMsg_GetSubject(msg), room, sizeof(room),
+                                     &sid) != 0) {
     inst->host->counter_add_ts(inst->w, "nats_bad_subject", 1);
   } else if (inst->host->bus_deliver_ts(inst->w, room, sid,
                                         (const uint8_t *)natsMsg_GetData(msg),
@@ -273,13 +305,10 @@ static nats_room_t *room_find(vcg_instance_t *inst, const char *room) {
 /* Subscribe r on the current connection.  A failure (connection closed
  * for good) is logged and the room stays local: local delivery never
  * depends on NATS.  Loop thread. */
-static void room_subscribe(vcg_instance_t *inst, nats_room_t *r) {
-  char subj[NATS_ROOM_MAX + 16];
-  if (vcg__nats_subject(subj, sizeof(subj), r->name, 0, 1) < 0) return;
-  natsStatus s = natsConnection_Subscribe(&r->sub, inst->nc, subj,
-                                          nats_on_msg, inst);
+static void subscribe_one(vcg_instance_t *inst, natsSubscription **sub, const char *subj) {
+  natsStatus s = natsConnection_Subscribe(sub, inst->nc, subj, nats_on_msg, inst);
   if (s != NATS_OK) {
-    r->sub = NULL;
+    *sub = NULL;
     inst->host->counter_add(inst->w, "nats_subscribe_failed", 1);
     inst->host->log(inst->w, NULL, VCG_LOG_ERROR, "subscribe %s: %s", subj,
                     natsStatus_GetText(s));
@@ -289,17 +318,35 @@ static void room_subscribe(vcg_instance_t *inst, nats_room_t *r) {
   uv_mutex_lock(&inst->mu);
   inst->refs++;
   uv_mutex_unlock(&inst->mu);
-  if (natsSubscription_SetOnCompleteCB(r->sub, nats_on_sub_complete, inst) !=
-      NATS_OK)
+  if (natsSubscription_SetOnCompleteCB(*sub, nats_on_sub_complete, inst) != NATS_OK)
     nats_release(inst);  /* already closed: no completion will come */
 }
 
-/* Unsubscribe and free r (already unlinked).  Loop thread. */
-static void room_free(nats_room_t *r) {
-  if (r->sub != NULL) {
-    natsSubscription_Unsubscribe(r->sub);  /* completion releases the ref */
-    natsSubscription_Destroy(r->sub);
-  }
+static void room_subscribe(vcg_instance_t *inst, nats_room_t *r) {
+  char subj[NATS_ROOM_MAX + 16];
+  if (vcg__nats_subject(subj, sizeof(subj), r->name, 0, 1) < 0) return;
+  subscribe_one(inst, &r->sub, subj);
+  if (inst->conf->batch && vcg__nats_batch_subject(subj, sizeof(subj), r->name) > 0)
+    subscribe_one(inst, &r->bsub, subj);
+}
+
+static void unsubscribe(natsSubscription *sub) {
+  if (sub == NULL) return;
+  natsSubscription_Unsubscribe(sub);  /* completion releases the ref */
+  natsSubscription_Destroy(sub);
+}
+
+static void batch_publish(vcg_instance_t *inst, nats_room_t *r);
+
+/* Unsubscribe and free r (already unlinked; its batch goes out first).
+ * Loop thread. */
+static void room_free(vcg_instance_t *inst, nats_room_t *r) {
+  batch_publish(inst, r);
+  for (nats_room_t **pp = &inst->dirty; *pp; pp = &(*pp)->dnext)
+    if (*pp == r) { *pp = r->dnext; break; }
+  unsubscribe(r->sub);
+  unsubscribe(r->bsub);
+  free(r->batch);
   free(r);
 }
 
@@ -325,7 +372,7 @@ static void nats_room_leave(vcg_instance_t *inst, const char *room) {
   nats_room_t *r = room_find(inst, room);
   if (r == NULL) return;
   vcg_htab_remove(&inst->rooms, &r->node);
-  room_free(r);
+  room_free(inst, r);
 }
 
 /* ----------------------------------------------------------- publish */
@@ -339,6 +386,97 @@ static int nats_warn_due(vcg_instance_t *inst) {
   return 1;
 }
 
+/* Hand bytes to nats.c for subj.  `count` packets ride in them (a batch
+ * carries several).  0 or a negative code; counted and rate-limit logged. */
+static int publish_bytes(vcg_instance_t *inst, const char *subj, const uint8_t *data, size_t len,
+                         uint64_t count) {
+  const vcg_host_api_t *host = inst->host;
+  if (inst->nc == NULL || inst->closing) {
+    host->counter_add(inst->w, "nats_publish_failed", count);
+    return VCG_EAGAIN;
+  }
+  /* 0 until the first server INFO: nats.c then checks by itself. */
+  int64_t max = natsConnection_GetMaxPayload(inst->nc);
+  natsStatus s = NATS_MAX_PAYLOAD;
+  if (max <= 0 || (int64_t)len <= max)
+    s = natsConnection_Publish(inst->nc, subj, data, (int)len);
+  if (s == NATS_MAX_PAYLOAD) {
+    host->counter_add(inst->w, "nats_oversize", count);
+    if (nats_warn_due(inst))
+      host->log(inst->w, NULL, VCG_LOG_WARN,
+                "%zu bytes for %s exceed the NATS max_payload (%" PRId64 " bytes): not "
+                "relayed to other nodes", len, subj, max);
+    return VCG_EMSGSIZE;
+  }
+  if (s != NATS_OK) {
+    /* Typically the outage buffer (pending_bytes) is full. */
+    host->counter_add(inst->w, "nats_publish_failed", count);
+    if (nats_warn_due(inst))
+      host->log(inst->w, NULL, VCG_LOG_WARN, "publish to %s failed: %s",
+                subj, natsStatus_GetText(s));
+    return VCG_ENOBUFS;
+  }
+  host->counter_add(inst->w, "nats_published", count);
+  return 0;
+}
+
+/* A batch holds at most this much before it goes out mid-turn: latency
+ * and the server's max_payload (1 MiB by default) stay far away. */
+#define NATS_BATCH_MAX (64u << 10)
+
+static void batch_publish(vcg_instance_t *inst, nats_room_t *r) {
+  char subj[NATS_ROOM_MAX + 16];
+  if (!r->blen) return;
+  if (vcg__nats_batch_subject(subj, sizeof(subj), r->name) > 0)
+    (void)publish_bytes(inst, subj, r->batch, r->blen, r->bcount);
+  r->blen = 0;
+  r->bcount = 0;
+}
+
+/* End of a loop turn (batch mode): every room's batch, one message each. */
+static void nats_flush_cb(uv_check_t *h) {
+  vcg_instance_t *inst = h->data;
+  while (inst->dirty) {
+    nats_room_t *r = inst->dirty;
+    inst->dirty = r->dnext;
+    r->dirty = 0;
+    batch_publish(inst, r);
+  }
+  uv_check_stop(&inst->flush);
+  uv_idle_stop(&inst->nowait);
+  inst->flush_active = 0;
+}
+
+static void nats_nowait_cb(uv_idle_t *h) { (void)h; }
+
+/* Batch mode: add p to its room's batch for the end of this turn.  Returns
+ * 1 when it was added, 0 when it must go alone (no room record, or too
+ * big to share a message). */
+static int batch_add(vcg_instance_t *inst, const char *room, uint64_t session_id,
+                     const uint8_t *data, size_t len) {
+  nats_room_t *r = room_find(inst, room);
+  if (r == NULL) return 0;
+  if (len > NATS_BATCH_MAX / 2) {
+    batch_publish(inst, r); /* what came before goes first: order holds */
+    return 0;
+  }
+  if (r->blen + len + 20 > NATS_BATCH_MAX) batch_publish(inst, r);
+  if (vcg__nats_batch_append(&r->batch, &r->blen, &r->bcap, session_id, data, len) != 0)
+    return 0;
+  r->bcount++;
+  if (!r->dirty) {
+    r->dirty = 1;
+    r->dnext = inst->dirty;
+    inst->dirty = r;
+  }
+  if (!inst->flush_active) {
+    inst->flush_active = 1;
+    uv_check_start(&inst->flush, nats_flush_cb);
+    uv_idle_start(&inst->nowait, nats_nowait_cb);
+  }
+  return 1;
+}
+
 static int nats_publish(vcg_instance_t *inst, const char *room,
                         uint64_t session_id, vcg_packet_t *p) {
   const vcg_host_api_t *host = inst->host;
@@ -347,40 +485,19 @@ static int nats_publish(vcg_instance_t *inst, const char *room,
   char subj[NATS_ROOM_MAX + 32];
   int rc = 0;
 
-  if (inst->nc == NULL || inst->closing) {
-    host->counter_add(inst->w, "nats_publish_failed", 1);
-    rc = VCG_EAGAIN;
-    goto out;
+  /* Room events (session id 0) keep their own subject: other relays and
+   * meeting services read room.{room}.system. */
+  if (inst->conf->batch && session_id != 0 && inst->nc != NULL && !inst->closing &&
+      batch_add(inst, room, session_id, data, len)) {
+    host->packet_unref(p);
+    return 0;
   }
   if (vcg__nats_subject(subj, sizeof(subj), room, session_id, 0) < 0) {
     host->counter_add(inst->w, "nats_publish_failed", 1);
     rc = VCG_EINVAL;
-    goto out;
-  }
-  /* 0 until the first server INFO: nats.c then checks by itself. */
-  int64_t max = natsConnection_GetMaxPayload(inst->nc);
-  natsStatus s = NATS_MAX_PAYLOAD;
-  if (max <= 0 || (int64_t)len <= max)
-    s = natsConnection_Publish(inst->nc, subj, data, (int)len);
-  if (s == NATS_MAX_PAYLOAD) {
-    host->counter_add(inst->w, "nats_oversize", 1);
-    if (nats_warn_due(inst))
-      host->log(inst->w, NULL, VCG_LOG_WARN,
-                "packet of %zu bytes from session %" PRIu64 " in room %s "
-                "exceeds the NATS max_payload (%" PRId64 " bytes): not "
-                "relayed to other nodes", len, session_id, room, max);
-    rc = VCG_EMSGSIZE;
-  } else if (s != NATS_OK) {
-    /* Typically the outage buffer (pending_bytes) is full. */
-    host->counter_add(inst->w, "nats_publish_failed", 1);
-    if (nats_warn_due(inst))
-      host->log(inst->w, NULL, VCG_LOG_WARN, "publish to %s failed: %s",
-                subj, natsStatus_GetText(s));
-    rc = VCG_ENOBUFS;
   } else {
-    host->counter_add(inst->w, "nats_published", 1);
+    rc = publish_bytes(inst, subj, data, len, 1);
   }
-out:
   host->packet_unref(p);
   return rc;
 }
@@ -572,6 +689,8 @@ static void nats_maybe_finish(vcg_instance_t *inst) {
   if (refs > 0) return;  /* the last release wakes us through async */
   if (inst->nc != NULL) natsConnection_Destroy(inst->nc);
   inst->nc = NULL;
+  uv_close((uv_handle_t *)&inst->flush, NULL);
+  uv_close((uv_handle_t *)&inst->nowait, NULL);
   uv_close((uv_handle_t *)&inst->async, nats_closed_cb);
 }
 
@@ -607,6 +726,11 @@ static int nats_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
     return rc;
   }
   inst->async.data = inst;
+  /* Batch mode's end-of-turn flush (idle unless batch is on).  They close
+   * before the async handle, whose close callback frees inst. */
+  uv_check_init(host->loop(w), &inst->flush);
+  uv_idle_init(host->loop(w), &inst->nowait);
+  inst->flush.data = inst->nowait.data = inst;
   nats_state(inst, 0); /* down until connected */
   inst->connect_req.data = inst;
   inst->refs = 1;  /* the connection's, see "Lifetime" */
@@ -615,6 +739,8 @@ static int nats_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
                      nats_connect_done);
   if (rc != 0) {
     /* Nothing of nats.c runs yet: free once the async handle is closed. */
+    uv_close((uv_handle_t *)&inst->flush, NULL);
+    uv_close((uv_handle_t *)&inst->nowait, NULL);
     uv_close((uv_handle_t *)&inst->async, nats_free_cb);
     return rc;
   }
@@ -632,7 +758,7 @@ static void nats_stop(vcg_instance_t *inst, vcg_stopped_cb cb) {
   inst->stop_cb = cb;
   atomic_store(&inst->stopping, 1);
   vcg_hnode_t *x;
-  while ((x = vcg_htab_pop(&inst->rooms)) != NULL) room_free(vcg_container_of(x, nats_room_t, node));
+  while ((x = vcg_htab_pop(&inst->rooms)) != NULL) room_free(inst, vcg_container_of(x, nats_room_t, node));
   if (inst->connecting) uv_cancel((uv_req_t *)&inst->connect_req);
   /* Also when cancelled, connect_done runs and finishes the stop. */
   nats_maybe_finish(inst);

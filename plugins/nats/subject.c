@@ -4,6 +4,7 @@
 #include "subject.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -58,4 +59,72 @@ int vcg__nats_parse_subject(const char *subject, char *room, size_t cap,
   room[len] = '\0';
   *session_id = sid;
   return 0;
+}
+
+#define BATCH_PREFIX "vcgate."
+#define BATCH_PREFIX_LEN 7
+
+int vcg__nats_batch_subject(char *buf, size_t cap, const char *room) {
+  int n = snprintf(buf, cap, BATCH_PREFIX "%s", room);
+  if (n < 0 || (size_t)n >= cap) return VCG_ENOBUFS;
+  return n;
+}
+
+int vcg__nats_parse_batch_subject(const char *subject, char *room, size_t cap) {
+  if (strncmp(subject, BATCH_PREFIX, BATCH_PREFIX_LEN) != 0) return VCG_EINVAL;
+  const char *r = subject + BATCH_PREFIX_LEN;
+  size_t len = strlen(r);
+  if (len == 0) return VCG_EINVAL;
+  if (len + 1 > cap) return VCG_ENOBUFS;
+  memcpy(room, r, len + 1);
+  return 0;
+}
+
+static size_t put_varint(uint8_t *b, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) { b[n++] = (uint8_t)(v | 0x80); v >>= 7; }
+  b[n++] = (uint8_t)v;
+  return n;
+}
+
+static size_t get_varint(const uint8_t *b, size_t len, uint64_t *v) {
+  uint64_t r = 0;
+  for (size_t i = 0; i < len && i < 10; i++) {
+    r |= (uint64_t)(b[i] & 0x7f) << (7 * i);
+    if (!(b[i] & 0x80)) { *v = r; return i + 1; }
+  }
+  return 0;
+}
+
+int vcg__nats_batch_append(uint8_t **buf, size_t *len, size_t *cap, uint64_t origin,
+                           const uint8_t *data, size_t n) {
+  size_t need = *len + 20 + n;
+  if (need > *cap) {
+    size_t c = *cap ? *cap : 4096;
+    while (c < need) c *= 2;
+    uint8_t *nb = realloc(*buf, c);
+    if (!nb) return VCG_ENOMEM;
+    *buf = nb;
+    *cap = c;
+  }
+  *len += put_varint(*buf + *len, origin);
+  *len += put_varint(*buf + *len, n);
+  memcpy(*buf + *len, data, n);
+  *len += n;
+  return 0;
+}
+
+int vcg__nats_batch_next(const uint8_t *b, size_t len, size_t *pos, uint64_t *origin,
+                         const uint8_t **data, size_t *n) {
+  if (*pos == len) return 0;
+  uint64_t o, l;
+  size_t k = get_varint(b + *pos, len - *pos, &o);
+  if (!k) return VCG_EINVAL;
+  size_t m = get_varint(b + *pos + k, len - *pos - k, &l);
+  if (!m || l > len - *pos - k - m) return VCG_EINVAL;
+  *origin = o;
+  *data = b + *pos + k + m;
+  *n = (size_t)l;
+  *pos += k + m + (size_t)l;
+  return 1;
 }

@@ -29,14 +29,16 @@ static const vcg_option_t ws_options[] = {
                     "PEM private key file; with tls_cert: serve wss://"),
   VCG_OPTION_INT(ws_conf_t, max_header_size, "max_header_size", 8192, 1024,
                  65535, "bytes of HTTP request headers accepted"),
-  /* The one allocation lws makes per websocket beyond its wsi, and the
-   * most one recv() reads for a connection: memory per connection against
-   * system calls per message (BENCHMARKS.md has the measured trade-off).
-   * Messages larger than this reach us in pieces and are reassembled. */
+  /* The one allocation lws makes per websocket beyond its wsi.  lws reads
+   * into it on wss:// (the most one recv() reads there: memory per
+   * connection against system calls per message, BENCHMARKS.md has the
+   * trade-off); on ws:// ws_in.c reads into one buffer per worker instead
+   * and this one is only allocated. */
   VCG_OPTION_INT(ws_conf_t, rx_buffer_size, "rx_buffer_size", 4096, 512,
                  65536, "bytes libwebsockets allocates per connection to "
-                 "receive into (and reads per recv()): lower saves memory "
-                 "on idle connections, higher reads more per system call"),
+                 "receive into (and reads per recv() on wss://): lower saves "
+                 "memory on idle connections, higher reads more per system "
+                 "call on wss://"),
   /* A socket costs a slot of core.max_connections_per_ip and
    * core.max_connections from accept on; this bounds how long one that
    * never upgrades (slowloris, a port scanner, a plain HTTP client that
@@ -57,6 +59,17 @@ static const vcg_option_t ws_options[] = {
                  "(TCP_NOTSENT_LOWAT), so that old video waits in the "
                  "queue, where it is dropped past its deadline, not in the "
                  "kernel; 0 leaves the kernel's default"),
+  /* A message that arrives in pieces is held until its last one; a client
+   * that starts one and stalls pins what it sent.  The budget is shared by
+   * every worker of the process, the timeout bounds how long one piece of
+   * it is held. */
+  VCG_OPTION_INT(ws_conf_t, reassembly_budget, "reassembly_budget", 67108864,
+                 65536, INT64_C(17179869184), "bytes all connections of the "
+                 "process may hold in unfinished messages; a connection "
+                 "that needs more is closed with 1009"),
+  VCG_OPTION_INT(ws_conf_t, message_timeout, "message_timeout", 10000, 100,
+                 3600000, "ms a message may take from its first byte to its "
+                 "last; an unfinished one is then closed with 1008"),
   VCG_OPTION_STRING(ws_conf_t, webroot, "webroot", VCG_WS_WEBROOT,
                     "folder of static files served at / to plain GET and "
                     "HEAD requests (\"\" serves none)"),
@@ -125,12 +138,19 @@ static int ws_init(const vcg_host_api_t *host, const void *vconf,
   const ws_conf_t *c = vconf;
   struct stat st;
 
+  *state = calloc(1, sizeof(**state));
+  if (*state == NULL)
+    return VCG_ENOMEM;
+  atomic_init(&(*state)->rx_used, 0);
   vcg__ws_log_init(c);
   if (c->webroot && c->webroot[0] && stat(c->webroot, &st) != 0)
     host->log(NULL, NULL, VCG_LOG_WARN, "webroot %s: %s; / serves nothing "
               "until it exists", c->webroot, strerror(errno));
-  *state = NULL;
   return 0;
+}
+
+static void ws_fini(vcg_plugin_state_t *state) {
+  free(state);
 }
 
 /* ----------------------------------------------------------- vtable */
@@ -142,15 +162,16 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
   vcg_instance_t *inst;
   int r;
 
-  (void)state;
   inst = calloc(1, sizeof(*inst));
   if (inst == NULL)
     return VCG_ENOMEM;
   inst->host = host;
+  inst->state = state;
   inst->w = w;
   inst->conf = conf;
   inst->loop = host->loop(w);
   inst->lfd = -1;
+  inst->reserve_fd = -1;
   inst->tls = conf->tls_cert != NULL && conf->tls_key != NULL;
   vcg__ws_tl_acquire(host, w);
 
@@ -171,6 +192,12 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
   /* From here on every failure goes through vcg__ws_teardown(), which
    * closes this handle before inst is freed. */
   vcg__ws_flush_init(inst);
+  vcg__ws_in_init(inst);
+  inst->rdbuf = malloc(WS_RD_BUF);
+  if (inst->rdbuf == NULL) {
+    vcg__ws_teardown(inst, NULL);
+    return VCG_ENOMEM;
+  }
   inst->batch_max = WS_BATCH_BYTES;
   if (conf->notsent_lowat > 0 && (uint64_t)conf->notsent_lowat < WS_BATCH_BYTES)
     inst->batch_max = (size_t)conf->notsent_lowat;
@@ -215,6 +242,7 @@ static void ws_close(vcg_instance_t *inst, void *conn, int why,
 static const vcg_transport_ops_t ws_ops = {
   .configure = ws_configure,
   .init = ws_init,
+  .fini = ws_fini,
   .start = ws_start,
   .drain = ws_drain,
   .stop = ws_stop,

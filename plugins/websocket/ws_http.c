@@ -151,20 +151,97 @@ static const char *ws_target(ws_conn_t *c, struct lws *wsi, char **owned) {
 
 /* ------------------------------------------------------------ upgrades */
 
+/* How many times header h came (lws keeps a repeated header as more
+ * fragments of the same token). */
+static int ws_hdr_count(struct lws *wsi, enum lws_token_indexes h) {
+  int total = lws_hdr_total_length(wsi, h), acc = 0, n = 0;
+
+  while (acc < total) {
+    acc += lws_hdr_fragment_length(wsi, h, n) + 1;
+    n++;
+  }
+  return n;
+}
+
+/* Whether a comma-separated header value lists token (case-insensitive). */
+static int ws_hdr_has_token(const char *v, const char *token) {
+  size_t tl = strlen(token);
+
+  while (*v) {
+    while (*v == ' ' || *v == '\t' || *v == ',')
+      v++;
+    const char *e = v;
+
+    while (*e && *e != ',')
+      e++;
+    const char *t = e;
+
+    while (t > v && (t[-1] == ' ' || t[-1] == '\t'))
+      t--;
+    if ((size_t)(t - v) == tl && strncasecmp(v, token, tl) == 0)
+      return 1;
+    v = e;
+  }
+  return 0;
+}
+
+/* RFC 6455 4.1/4.2.1: the opening handshake the server must see, checked
+ * before the host spends anything on it.  lws 4.1 upgrades despite a key
+ * that is not the base64 of 16 bytes, any or no version, and repeated
+ * headers (it reads the first).  Returns NULL or the reason to refuse with
+ * *status; *extra is a header line to add. */
+static const char *ws_handshake_check(struct lws *wsi, unsigned *status,
+                                      const char **extra) {
+  char v[256];
+
+  *status = 400;
+  *extra = NULL;
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+    return "a websocket upgrade must be a GET";
+  if (lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_HTTP) <= 0 ||
+      strcmp(v, "HTTP/1.1") != 0)
+    return "a websocket upgrade must be HTTP/1.1";
+  if (ws_hdr_count(wsi, WSI_TOKEN_HOST) != 1)
+    return "exactly one Host header is required";
+  if (ws_hdr_count(wsi, WSI_TOKEN_UPGRADE) != 1)
+    return "exactly one Upgrade header is required";
+  if (lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_CONNECTION) <= 0 ||
+      !ws_hdr_has_token(v, "upgrade"))
+    return "Connection must include Upgrade";
+  if (ws_hdr_count(wsi, WSI_TOKEN_KEY) != 1 ||
+      lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_KEY) <= 0 || !vcg__ws_key_ok(v))
+    return "Sec-WebSocket-Key must be one base64-encoded 16-byte value";
+  *extra = "sec-websocket-version: 13\r\n";
+  if (ws_hdr_count(wsi, WSI_TOKEN_VERSION) != 1 ||
+      lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_VERSION) <= 0)
+    return "exactly one Sec-WebSocket-Version header is required";
+  if (strcmp(v, "13") != 0) {
+    /* RFC 6455 4.4: the versions we speak, with 426. */
+    *status = 426;
+    return "unsupported Sec-WebSocket-Version";
+  }
+  *extra = NULL;
+  return NULL;
+}
+
 int vcg__ws_http_upgrade(vcg_instance_t *inst, struct lws *wsi,
                          const char *upgrade) {
   const vcg_host_api_t *host = inst->host;
   ws_conn_t *c = lws_get_opaque_user_data(wsi);
   vcg_session_info_t info;
   vcg_session_t *s = NULL;
-  const char *target;
+  const char *target, *bad, *extra;
   char *owned, msg[256];
+  unsigned status;
   int why = VCG_CLOSE_INTERNAL, r;
 
   if (c == NULL || c->s != NULL)
     return -1; /* not a socket we adopted, or upgraded already */
   if (upgrade == NULL || strcasecmp(upgrade, "websocket") != 0)
     return ws_http_reply(wsi, 400, "unsupported upgrade") ? -1 : 1;
+  bad = ws_handshake_check(wsi, &status, &extra);
+  if (bad != NULL)
+    return vcg__ws_http_reply(wsi, status, extra, bad) ? -1 : 1;
   if (inst->draining || inst->stopping)
     return ws_http_reply(wsi, 503, "server shutting down") ? -1 : 1;
   target = ws_target(c, wsi, &owned);

@@ -9,9 +9,11 @@
  *   ws_http.c    what a request gets: the upgrade judgement (the host's
  *                lobby), /.well-known/vcgate, small HTTP replies
  *   ws_files.c   static files under webroot
- *   ws_in.c      inbound messages: reassembly, size limits, delivery
+ *   ws_in.c      inbound messages: our strict frame reader on ws://, lws's
+ *                callbacks on wss://, reassembly, size limits, delivery
  *   ws_out.c     one connection's state, its output queue, framing and the
  *                end-of-turn flush, and its close handshake
+ *   ws_deadline.c  lists of connections that share a timeout, one timer each
  *   websocket.c  options, configure(), the vtable
  *   ws_util.c    pure helpers (no lws, no libuv), unit-tested
  * Calls go one way where they can: ws_lws.c dispatches lws's events to the
@@ -20,6 +22,7 @@
 #ifndef VCG_WS_INT_H
 #define VCG_WS_INT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <netinet/in.h>
@@ -54,8 +57,15 @@
 /* Bytes of framed messages handed to lws (one send()) per callback, at
  * most; with notsent_lowat a batch is no larger than it (see ws_out.c). */
 #define WS_BATCH_BYTES (256u * 1024u)
+/* Bytes our ws:// reader takes per recv() (ws_in.c), into one buffer per
+ * instance. */
+#define WS_RD_BUF (64u * 1024u)
 /* Connections accepted per readiness event of the listen socket. */
 #define WS_ACCEPT_BUDGET 64
+/* When accept() runs out of file descriptors: how long the listen socket
+ * is left alone, and how often the condition is logged at most. */
+#define WS_ACCEPT_BACKOFF_MS 100
+#define WS_ACCEPT_LOG_MS 1000
 /* Largest single send() lws attempts; above any message size so a message
  * is handed to the kernel in one call (lws buffers what the kernel refuses). */
 #define WS_TX_PACKET (64u * 1024u * 1024u)
@@ -86,7 +96,16 @@ typedef struct ws_conf {
   int64_t upgrade_timeout; /* ms from accept to a completed upgrade */
   char *webroot;           /* static files; NULL or "" serves none */
   int64_t notsent_lowat;   /* TCP_NOTSENT_LOWAT bytes, 0 leaves it alone */
+  int64_t reassembly_budget; /* bytes of unfinished messages, process-wide */
+  int64_t message_timeout; /* ms an unfinished message may take */
 } ws_conf_t;
+
+/* What every worker's instance shares (init() makes it, fini() frees it):
+ * the bytes all connections hold in unfinished messages, so that many
+ * connections cannot each pin max_message_size (ws_in.c). */
+struct vcg_plugin_state {
+  atomic_size_t rx_used;
+};
 
 /* The request methods the routes tell apart. */
 enum { WS_METHOD_GET, WS_METHOD_HEAD, WS_METHOD_OTHER };
@@ -98,8 +117,30 @@ unsigned vcg__ws_secs(int64_t ms);
 
 typedef struct ws_conn ws_conn_t;
 
+/* A list of connections with the same timeout, in deadline order, and its
+ * timer (ws_deadline.c).  A node is embedded in its ws_conn_t. */
+typedef struct ws_dl_node {
+  struct ws_dl_node *prev, *next;
+  uint64_t due;                /* loop ms; 0 while not in a list */
+} ws_dl_node_t;
+
+typedef struct ws_dl {
+  ws_dl_node_t *head, *tail;
+  uv_timer_t timer;
+  int open;
+  uint64_t timeout;            /* ms from add to due */
+  vcg_instance_t *inst;
+  /* Called for each member past its deadline, already removed. */
+  void (*expired)(vcg_instance_t *inst, ws_dl_node_t *n);
+} ws_dl_t;
+
+/* The connection a node of field `member` is embedded in. */
+#define WS_CONN_OF(n, member) \
+  ((ws_conn_t *)(void *)((char *)(n) - offsetof(ws_conn_t, member)))
+
 struct vcg_instance {
   const vcg_host_api_t *host;  /* borrowed, valid until stop completes */
+  vcg_plugin_state_t *state;   /* borrowed from init(), outlives every inst */
   vcg_worker_t *w;
   const ws_conf_t *conf;       /* borrowed, idem */
   uv_loop_t *loop;
@@ -113,11 +154,14 @@ struct vcg_instance {
   int lfd;                     /* listen socket, -1 when closed */
   uv_poll_t lpoll;
   int lpoll_open;              /* lpoll initialised and not yet closed */
-  /* Accepted sockets not yet upgraded, oldest first: their deadlines are
-   * in the same order, so the sweep timer only looks at the head. */
-  ws_conn_t *up_head, *up_tail;
-  uv_timer_t sweep;
-  int sweep_open;
+  /* Out of descriptors (ws_listen.c): one held in reserve to accept and
+   * close with, a timer that resumes accepting, and what to log next. */
+  int reserve_fd;              /* /dev/null, -1 when not held */
+  uv_timer_t backoff;
+  int backoff_open;
+  uint64_t exhausted_logged;   /* loop ms of the last log line */
+  unsigned exhausted_refused;  /* connections refused since it */
+  ws_dl_t upgrades;            /* accepted sockets not yet upgraded */
   char *peekbuf;               /* max_header_size bytes, for MSG_PEEK (owned) */
   int tls;
   char url[300];               /* "ws://127.0.0.1:8080", for logs */
@@ -152,6 +196,8 @@ struct vcg_instance {
   uint8_t *sendbuf;
   size_t sendbuf_cap;
   size_t batch_max;            /* bytes per batch: WS_BATCH_BYTES or less */
+  uint8_t *rdbuf;              /* WS_RD_BUF bytes for ws_in.c's reader (owned) */
+  ws_dl_t messages;            /* connections with an unfinished message */
 
   int draining;
   int stopping;
@@ -163,6 +209,7 @@ struct vcg_instance {
 };
 
 typedef struct ws_peek ws_peek_t;
+typedef struct ws_rd ws_rd_t;
 
 struct ws_conn {
   ws_conn_t *prev, *next;      /* in inst->conns */
@@ -175,14 +222,15 @@ struct ws_conn {
   ws_peek_t *peek;             /* while we wait for the request line (owned) */
   char *target;                /* the first request's raw target (owned);
                                   NULL on TLS, or once a request used it */
+  uint32_t head_len;           /* bytes of the first request's head, as
+                                  peeked (0 on TLS) */
+  ws_rd_t *rd;                 /* our reader once upgraded on ws:// (owned) */
   union {
     struct sockaddr sa;
     struct sockaddr_in in;
     struct sockaddr_in6 in6;
   } peer;
-  uint64_t deadline;           /* loop ms by which the upgrade must be done */
-  ws_conn_t *uprev, *unext;    /* in inst->up_head while not upgraded */
-  unsigned in_up : 1;
+  ws_dl_node_t up_node;        /* in inst->upgrades until upgraded */
   unsigned has_slot : 1;       /* holds a host->conn_admit() slot */
   unsigned slot_counted : 1;   /* conn_admit()'s value, for conn_release() */
 
@@ -194,17 +242,32 @@ struct ws_conn {
   uint32_t qhead, qlen, qcap;
   size_t qbytes;
 
-  /* Reassembly of a fragmented message (or one larger than the lws rx
-   * buffer); allocated only while such a message is in flight. */
+  /* Reassembly of a fragmented message (or one larger than a read);
+   * allocated only while such a message is in flight, counted in
+   * state->rx_used, and it must be finished by msg_deadline. */
   uint8_t *rx;
   size_t rxlen, rxcap;
+  ws_dl_node_t msg_node;       /* in inst->messages while rx is held */
 
   unsigned established : 1;    /* the upgrade completed */
   unsigned closing : 1;        /* close requested: no more data written */
   unsigned close_sent : 1;     /* our close frame is out, awaiting the echo */
+  unsigned peer_closed : 1;    /* the client sent its close: hang up after ours */
   uint16_t close_code;
   char close_reason[124];      /* RFC 6455: reason <= 123 bytes */
 };
+
+/* ---------------------------------------------------- ws_deadline.c */
+
+void vcg__ws_dl_init(vcg_instance_t *inst, ws_dl_t *dl, uint64_t timeout_ms,
+                     void (*expired)(vcg_instance_t *, ws_dl_node_t *));
+/* Start n's deadline (now + the list's timeout); restarts it when n is in
+ * the list already. */
+void vcg__ws_dl_add(ws_dl_t *dl, ws_dl_node_t *n);
+/* Take n out (no-op when it is not in). */
+void vcg__ws_dl_remove(ws_dl_t *dl, ws_dl_node_t *n);
+/* Close the timer (teardown). */
+void vcg__ws_dl_close(ws_dl_t *dl);
 
 /* ---------------------------------------------------- ws_lws.c */
 
@@ -268,9 +331,25 @@ int vcg__ws_files_serve(vcg_instance_t *inst, struct lws *wsi,
 
 /* ---------------------------------------------------- ws_in.c */
 
-/* LWS_CALLBACK_RECEIVE: one piece of a message. */
+/* LWS_CALLBACK_RECEIVE: one piece of a message (lws's reader). */
 int vcg__ws_on_receive(vcg_instance_t *inst, ws_conn_t *c, const void *in,
                        size_t len);
+/* LWS_CALLBACK_WS_PEER_INITIATED_CLOSE (lws's reader): check the client's
+ * close frame; returns what the callback returns. */
+int vcg__ws_peer_close(vcg_instance_t *inst, ws_conn_t *c, const void *in,
+                       size_t len);
+/* At ESTABLISHED on ws://: read the socket ourselves from now on, when lws
+ * holds none of its bytes. */
+void vcg__ws_rd_start(ws_conn_t *c);
+/* Stop our reader (CLOSED, WSI_DESTROY).  Idempotent. */
+void vcg__ws_rd_stop(ws_conn_t *c);
+/* The connection is writable: send what our reader owes (a PONG). */
+void vcg__ws_rd_writeable(ws_conn_t *c);
+/* Drop c's unfinished message and give its memory back (close, free). */
+void vcg__ws_msg_reset(ws_conn_t *c);
+/* The unfinished-message timer of inst (start and teardown). */
+void vcg__ws_in_init(vcg_instance_t *inst);
+void vcg__ws_in_close(vcg_instance_t *inst);
 
 /* ---------------------------------------------------- ws_out.c */
 
@@ -284,6 +363,9 @@ void vcg__ws_conn_free(ws_conn_t *c);
 /* Mark c closing with code and reason; the close frame is written by
  * vcg__ws_on_writeable().  Idempotent. */
 void vcg__ws_conn_begin_close(ws_conn_t *c, int code, const char *reason);
+/* Close the socket now, without a close frame, from outside lws's
+ * callbacks; WSI_DESTROY follows. */
+void vcg__ws_conn_kill(ws_conn_t *c);
 /* Close from inside a RECEIVE callback: returns -1 for the callback. */
 int vcg__ws_conn_close_now(ws_conn_t *c, int code, const char *reason);
 /* Queue one packet reference for c (the vtable's send()). */

@@ -16,9 +16,11 @@
  * turns '+' into a space, decodes %XX, collapses "//" and resolves "/../",
  * lib/roles/http/parsers.c lws_parse_urldecode()).  So on plaintext
  * connections we read the request line ourselves before lws sees the
- * socket: recv(MSG_PEEK) until its line end, bounded by max_header_size and
- * by upgrade_timeout, keep the raw target with the connection, and then adopt
- * the socket, from which lws reads the same bytes.  A line that has not
+ * socket: recv(MSG_PEEK) until the end of the request's head (its first
+ * line for the target, the whole head for ws_in.c's takeover check),
+ * bounded by max_header_size and by upgrade_timeout, keep the raw target
+ * with the connection, and then adopt the socket, from which lws reads
+ * the same bytes.  A line that has not
  * arrived whole sets SO_RCVLOWAT one byte above what is there, so the
  * level-triggered poll wakes only when more has come instead of at every
  * loop turn.  On wss:// the bytes are ciphertext: ws_http.c rebuilds the
@@ -34,10 +36,21 @@
  * upgrade_timeout of its accept or is closed: the sockets not yet upgraded
  * are kept in accept order, which is deadline order, and one timer looks
  * at the oldest.
+ *
+ * Out of descriptors.  accept() failing with EMFILE leaves the connection
+ * in the backlog, and the level-triggered poll would call us again at
+ * once, for ever (one core at 100% and a log line per try).  So a
+ * descriptor of /dev/null is held in reserve: on EMFILE we give it up,
+ * accept a waiting connection with it, answer 503 and close it, take the
+ * reserve back, and so on until the backlog is empty, so clients learn at
+ * once rather than time out.  Then the listen socket is left alone for
+ * WS_ACCEPT_BACKOFF_MS, the condition is logged at most once a second with
+ * the number of connections refused, and counted (accept_exhausted).
  */
 #define _GNU_SOURCE 1 /* accept4() */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -57,61 +70,12 @@ struct ws_peek {
 
 /* --------------------------------------------------------- deadlines */
 
-static void ws_sweep_cb(uv_timer_t *t);
-
-/* Arm the sweep timer for the oldest socket not yet upgraded. */
-static void ws_sweep_arm(vcg_instance_t *inst) {
-  uint64_t now, due;
-
-  if (!inst->sweep_open)
-    return;
-  if (inst->up_head == NULL) {
-    uv_timer_stop(&inst->sweep);
-    return;
-  }
-  now = uv_now(inst->loop);
-  due = inst->up_head->deadline;
-  uv_timer_start(&inst->sweep, ws_sweep_cb, due > now ? due - now : 0, 0);
-}
-
-/* Start c's upgrade deadline; every socket gets the same timeout, so the
- * list stays sorted by appending. */
-static void ws_upgrade_track(ws_conn_t *c, uint64_t timeout_ms) {
-  vcg_instance_t *inst = c->inst;
-
-  c->deadline = uv_now(inst->loop) + timeout_ms;
-  c->in_up = 1;
-  c->unext = NULL;
-  c->uprev = inst->up_tail;
-  if (inst->up_tail)
-    inst->up_tail->unext = c;
-  else
-    inst->up_head = c;
-  inst->up_tail = c;
-  if (inst->up_head == c)
-    ws_sweep_arm(inst);
-}
-
 void vcg__ws_upgrade_restart(ws_conn_t *c) {
-  vcg__ws_upgrade_done(c);
-  ws_upgrade_track(c, (uint64_t)c->inst->conf->upgrade_timeout);
+  vcg__ws_dl_add(&c->inst->upgrades, &c->up_node);
 }
 
 void vcg__ws_upgrade_done(ws_conn_t *c) {
-  vcg_instance_t *inst = c->inst;
-
-  if (!c->in_up)
-    return;
-  c->in_up = 0;
-  if (c->uprev)
-    c->uprev->unext = c->unext;
-  else
-    inst->up_head = c->unext;
-  if (c->unext)
-    c->unext->uprev = c->uprev;
-  else
-    inst->up_tail = c->uprev;
-  c->uprev = c->unext = NULL;
+  vcg__ws_dl_remove(&c->inst->upgrades, &c->up_node);
 }
 
 /* --------------------------------------------------- before adoption */
@@ -168,26 +132,18 @@ static void ws_drop(ws_conn_t *c, unsigned status, const char *body) {
   vcg__ws_conn_free(c);
 }
 
-static void ws_sweep_cb(uv_timer_t *t) {
-  vcg_instance_t *inst = t->data;
-  uint64_t now = uv_now(inst->loop);
+/* A socket still without its upgrade upgrade_timeout after its accept. */
+static void ws_upgrade_expired(vcg_instance_t *inst, ws_dl_node_t *n) {
+  ws_conn_t *c = WS_CONN_OF(n, up_node);
 
-  while (inst->up_head != NULL && inst->up_head->deadline <= now) {
-    ws_conn_t *c = inst->up_head;
-
-    vcg__ws_upgrade_done(c);
-    inst->host->log(inst->w, NULL, VCG_LOG_DEBUG,
-                    "no upgrade within %lld ms: closing",
-                    (long long)inst->conf->upgrade_timeout);
-    inst->host->counter_add(inst->w, "upgrade_timeouts", 1);
-    if (c->wsi == NULL)
-      ws_drop(c, 0, NULL);
-    else
-      /* lws closes it on its next timer pass, outside this callback;
-       * WSI_DESTROY then frees c and its slot. */
-      lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, LWS_TO_KILL_ASYNC);
-  }
-  ws_sweep_arm(inst);
+  inst->host->log(inst->w, NULL, VCG_LOG_DEBUG,
+                  "no upgrade within %lld ms: closing",
+                  (long long)inst->conf->upgrade_timeout);
+  inst->host->counter_add(inst->w, "upgrade_timeouts", 1);
+  if (c->wsi == NULL)
+    ws_drop(c, 0, NULL);
+  else
+    vcg__ws_conn_kill(c); /* WSI_DESTROY then frees c and its slot */
 }
 
 void vcg__ws_slot_release(ws_conn_t *c) {
@@ -223,11 +179,28 @@ static void ws_adopt(ws_conn_t *c) {
   vcg__ws_conn_bind(c, wsi);
 }
 
+/* The socket holds n bytes and not yet what we wait for: refuse with
+ * status when n already fills max_header_size, else wake only once more
+ * has come.  Returns what ws_peek_try() returns. */
+static int ws_peek_wait(ws_conn_t *c, size_t n, unsigned status,
+                        const char *why) {
+  int lowat = (int)n + 1;
+
+  if (n >= (size_t)c->inst->conf->max_header_size) {
+    ws_drop(c, status, why);
+    return 1;
+  }
+  if (c->peek != NULL &&
+      setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0)
+    c->peek->lowat = lowat;
+  return 0;
+}
+
 /* Look for the request line in what the socket holds.  Returns 1 when c
  * was adopted or dropped, 0 to keep waiting. */
 static int ws_peek_try(ws_conn_t *c) {
   vcg_instance_t *inst = c->inst;
-  size_t cap = (size_t)inst->conf->max_header_size, toff, tlen, linelen;
+  size_t cap = (size_t)inst->conf->max_header_size, toff, tlen, linelen, hl;
   ssize_t n = recv(c->fd, inst->peekbuf, cap, MSG_PEEK | MSG_DONTWAIT);
   const char *why;
   int r;
@@ -243,23 +216,18 @@ static int ws_peek_try(ws_conn_t *c) {
     ws_drop(c, 400, "bad request line");
     return 1;
   }
-  if (r == VCG_EAGAIN) {
-    int lowat = (int)n + 1;
-
-    if ((size_t)n >= cap) {
-      ws_drop(c, 414, "request line too long");
-      return 1;
-    }
-    if (c->peek != NULL &&
-        setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0)
-      c->peek->lowat = lowat;
-    return 0;
-  }
+  if (r == VCG_EAGAIN)
+    return ws_peek_wait(c, (size_t)n, 414, "request line too long");
   why = vcg__ws_target_check(inst->peekbuf + toff, tlen);
   if (why != NULL) {
     ws_drop(c, 400, why);
     return 1;
   }
+  /* The whole head, for ws_in.c to tell whether lws read past it. */
+  hl = vcg__ws_head_len(inst->peekbuf, (size_t)n);
+  if (hl == 0)
+    return ws_peek_wait(c, (size_t)n, 431, "request headers too large");
+  c->head_len = (uint32_t)hl;
   c->target = malloc(tlen + 1);
   if (c->target == NULL) {
     ws_drop(c, 503, "out of memory");
@@ -346,14 +314,12 @@ static void ws_accepted(vcg_instance_t *inst, int fd,
 
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
   }
-  ws_upgrade_track(c, (uint64_t)inst->conf->upgrade_timeout);
+  vcg__ws_dl_add(&inst->upgrades, &c->up_node);
   if (inst->tls)
     ws_adopt(c);
   else
     ws_peek_start(c);
 }
-
-/* ---------------------------------------------------------- listening */
 
 static void ws_listen_closed(uv_handle_t *h) {
   vcg_instance_t *inst = h->data;
@@ -364,7 +330,68 @@ static void ws_listen_closed(uv_handle_t *h) {
   }
 }
 
+/* --------------------------------------------- out of descriptors */
+
+static void ws_on_accept(uv_poll_t *h, int status, int events);
+
+static void ws_backoff_cb(uv_timer_t *t) {
+  vcg_instance_t *inst = t->data;
+
+  if (inst->lpoll_open)
+    (void)uv_poll_start(&inst->lpoll, UV_READABLE, ws_on_accept);
+}
+
+static void ws_reserve_take(vcg_instance_t *inst) {
+  if (inst->reserve_fd < 0)
+    inst->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* accept() failed with err (EMFILE, ENFILE, ENOBUFS, ENOMEM). */
+static void ws_accept_exhausted(vcg_instance_t *inst, int err) {
+  uint64_t now = uv_now(inst->loop);
+  unsigned refused = 0;
+
+  /* Turn the waiting connections away with the reserve descriptor. */
+  while ((err == EMFILE || err == ENFILE) && inst->reserve_fd >= 0 &&
+         refused < WS_ACCEPT_BUDGET) {
+    int s;
+
+    close(inst->reserve_fd);
+    inst->reserve_fd = -1;
+    s = accept4(inst->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (s >= 0) {
+      if (!inst->tls)
+        ws_early_reply(inst, s, 503, "server is out of file descriptors");
+      close(s);
+      refused++;
+    }
+    ws_reserve_take(inst);
+    if (s < 0)
+      break; /* the backlog is empty (or the error is another now) */
+  }
+  inst->exhausted_refused += refused;
+  inst->host->counter_add(inst->w, "accept_exhausted", 1);
+  if (refused)
+    inst->host->counter_add(inst->w, "connections_refused", refused);
+  if (inst->exhausted_logged == 0 || now - inst->exhausted_logged >= WS_ACCEPT_LOG_MS) {
+    inst->host->log(inst->w, NULL, VCG_LOG_WARN, "accept: %s; %u connections "
+                    "refused with 503 since the last report; not accepting "
+                    "for %d ms", strerror(err), inst->exhausted_refused,
+                    WS_ACCEPT_BACKOFF_MS);
+    inst->exhausted_logged = now ? now : 1;
+    inst->exhausted_refused = 0;
+  }
+  if (inst->backoff_open && inst->lpoll_open) {
+    uv_poll_stop(&inst->lpoll);
+    uv_timer_start(&inst->backoff, ws_backoff_cb, WS_ACCEPT_BACKOFF_MS, 0);
+  }
+}
+
+/* ---------------------------------------------------------- listening */
+
 void vcg__ws_listen_close(vcg_instance_t *inst) {
+  if (inst->backoff_open)
+    uv_timer_stop(&inst->backoff);
   if (inst->lpoll_open) {
     inst->lpoll_open = 0;
     uv_poll_stop(&inst->lpoll);
@@ -384,9 +411,14 @@ void vcg__ws_listen_stop(vcg_instance_t *inst) {
     if (c->wsi == NULL)
       ws_drop(c, 0, NULL);
   }
-  if (inst->sweep_open) {
-    inst->sweep_open = 0;
-    uv_close((uv_handle_t *)&inst->sweep, NULL);
+  vcg__ws_dl_close(&inst->upgrades);
+  if (inst->backoff_open) {
+    inst->backoff_open = 0;
+    uv_close((uv_handle_t *)&inst->backoff, NULL);
+  }
+  if (inst->reserve_fd >= 0) {
+    close(inst->reserve_fd);
+    inst->reserve_fd = -1;
   }
 }
 
@@ -409,7 +441,10 @@ static void ws_on_accept(uv_poll_t *h, int status, int events) {
     if (s < 0) {
       if (errno == EINTR || errno == ECONNABORTED)
         continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK)
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM)
+        ws_accept_exhausted(inst, errno);
+      else if (errno != EAGAIN && errno != EWOULDBLOCK)
         inst->host->log(inst->w, NULL, VCG_LOG_WARN, "accept: %s",
                         strerror(errno));
       return;
@@ -488,9 +523,12 @@ int vcg__ws_listen_open(vcg_instance_t *inst) {
     return r; /* lfd closed by the caller's cleanup */
   inst->lpoll.data = inst;
   inst->lpoll_open = 1;
-  uv_timer_init(inst->loop, &inst->sweep);
-  inst->sweep.data = inst;
-  inst->sweep_open = 1;
+  vcg__ws_dl_init(inst, &inst->upgrades, (uint64_t)inst->conf->upgrade_timeout,
+                  ws_upgrade_expired);
+  uv_timer_init(inst->loop, &inst->backoff);
+  inst->backoff.data = inst;
+  inst->backoff_open = 1;
+  ws_reserve_take(inst);
   r = uv_poll_start(&inst->lpoll, UV_READABLE, ws_on_accept);
   return r;
 }

@@ -120,6 +120,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
       return -1; /* an upgrade we did not accept: cannot happen */
     c->established = 1;
     vcg__ws_upgrade_done(c);
+    vcg__ws_rd_start(c);
     /* Packets queued from inside session_open(), or a close() that came
      * before the 101, are written now. */
     if (c->closing || c->qlen > 0)
@@ -127,9 +128,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     return 0;
 
   case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-    /* After our close frame this is the client's echo: the handshake is
-     * complete, hang up (lws would otherwise echo it back). */
-    return c != NULL && c->close_sent ? -1 : 0;
+    return vcg__ws_peer_close(inst, c, in, len);
 
   case LWS_CALLBACK_SERVER_WRITEABLE:
     if (c == NULL || inst == NULL)
@@ -142,8 +141,10 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     return vcg__ws_on_receive(inst, c, in, len);
 
   case LWS_CALLBACK_CLOSED:
-    if (c != NULL)
+    if (c != NULL) {
       c->established = 0; /* no more writable requests on this wsi */
+      vcg__ws_rd_stop(c); /* lws reads what is left while it shuts down */
+    }
     return 0;
 
   case LWS_CALLBACK_WSI_DESTROY:
@@ -230,6 +231,7 @@ static void ws_inst_free(vcg_instance_t *inst) {
   vcg_worker_t *w = inst->w;
 
   free(inst->sendbuf);
+  free(inst->rdbuf);
   free(inst->dirty);
   free(inst->peekbuf);
   free(inst);
@@ -295,8 +297,10 @@ void vcg__ws_teardown(vcg_instance_t *inst, vcg_stopped_cb cb) {
   inst->stopping = 1;
   inst->stop_cb = cb;
   vcg__ws_listen_stop(inst);
-  /* Closed before the reaper: its close runs first, so inst outlives it. */
+  /* Closed before the reaper: their closes run first, so inst outlives
+   * them. */
   vcg__ws_flush_close(inst);
+  vcg__ws_in_close(inst);
   if (inst->ctx != NULL) {
     /* First call: lws starts closing every wsi (each ends in WSI_DESTROY,
      * hence session_closed) and then its own handles. */

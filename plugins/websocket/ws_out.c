@@ -92,6 +92,8 @@ void vcg__ws_conn_free(ws_conn_t *c) {
 
   vcg__ws_upgrade_done(c);
   vcg__ws_slot_release(c);
+  vcg__ws_rd_stop(c);
+  vcg__ws_msg_reset(c);
   ws_queue_drop_all(c);
   if (c->dirty_idx >= 0)
     inst->dirty[c->dirty_idx] = NULL;
@@ -99,7 +101,6 @@ void vcg__ws_conn_free(ws_conn_t *c) {
     if (inst->readers[i] == c)
       inst->readers[i] = NULL;
   free(c->q);
-  free(c->rx);
   free(c->target);
   if (c->prev)
     c->prev->next = c->next;
@@ -126,13 +127,25 @@ void vcg__ws_conn_begin_close(ws_conn_t *c, int code, const char *reason) {
   if (n)
     memcpy(c->close_reason, reason, n);
   c->close_reason[n] = '\0';
-  /* Nothing queued will be written any more: release it now. */
+  /* Nothing queued will be written any more, nothing half-read will be
+   * delivered: release both now. */
   ws_queue_drop_all(c);
+  vcg__ws_msg_reset(c);
   if (c->s)
     c->inst->host->session_set_queued(c->s, 0, 0);
   if (c->established)
     lws_callback_on_writable(c->wsi);
   /* Before ESTABLISHED, the writable request is made there. */
+}
+
+void vcg__ws_conn_kill(ws_conn_t *c) {
+  /* An lws timeout of "now", set outside lws's own callbacks, waits for
+   * lws's timer to come round again (lws re-arms its libuv timer only from
+   * its own idle handle and timer callback; on an idle connection that is
+   * the next validity timer, seconds away).  Waking lws's service through
+   * its event pipe runs that idle handle at once. */
+  lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+  lws_cancel_service(lws_get_context(c->wsi));
 }
 
 /* lws sends the close frame itself when a RECEIVE callback returns -1,
@@ -250,9 +263,12 @@ int vcg__ws_on_writeable(vcg_instance_t *inst, ws_conn_t *c) {
     if (lws_write(c->wsi, frame + LWS_PRE, n + 2, WS_WRITE_CLOSE) < 0)
       return -1;
     c->close_sent = 1;
+    if (c->peer_closed)
+      return -1; /* theirs came first: the handshake is complete */
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, WS_CLOSE_ACK_SECS);
     return 0;
   }
+  vcg__ws_rd_writeable(c);
   return ws_write_queued(inst, c);
 }
 
@@ -324,7 +340,7 @@ static void ws_flush_cb(uv_check_t *h) {
       c->closing = 1;
       ws_queue_drop_all(c);
       inst->host->session_set_queued(c->s, 0, 0);
-      lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+      vcg__ws_conn_kill(c);
     }
   }
   inst->ndirty = 0;

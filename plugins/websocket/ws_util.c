@@ -88,6 +88,18 @@ int vcg__ws_request_line(const char *buf, size_t len, size_t *toff,
   return 0;
 }
 
+size_t vcg__ws_head_len(const char *buf, size_t n) {
+  for (const char *p = buf; (p = memchr(p, '\n', n - (size_t)(p - buf))) != NULL; p++) {
+    size_t i = (size_t)(p - buf) + 1;
+
+    if (i < n && buf[i] == '\n')
+      return i + 1;
+    if (i + 1 < n && buf[i] == '\r' && buf[i + 1] == '\n')
+      return i + 2;
+  }
+  return 0;
+}
+
 static int ws_hex(unsigned char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
          (c >= 'A' && c <= 'F');
@@ -276,4 +288,165 @@ int vcg__ws_etag_match(const char *inm, const char *etag) {
       return 1;
   }
   return 0;
+}
+
+/* ------------------------------------------------------------ RFC 6455 */
+
+static int ws_b64(unsigned char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+int vcg__ws_key_ok(const char *key) {
+  int v = 0;
+
+  if (key == NULL || strlen(key) != 24 || key[22] != '=' || key[23] != '=')
+    return 0;
+  for (int i = 0; i < 22; i++)
+    if ((v = ws_b64((unsigned char)key[i])) < 0)
+      return 0;
+  /* 16 bytes are 128 bits: the 22nd character carries 2 of them. */
+  return (v & 0x0f) == 0;
+}
+
+int vcg__ws_utf8_ok(const uint8_t *p, size_t n) {
+  size_t i = 0;
+
+  while (i < n) {
+    uint8_t c = p[i];
+    size_t k;
+    uint32_t cp;
+
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+      k = 1;
+      cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      k = 2;
+      cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      k = 3;
+      cp = c & 0x07;
+    } else {
+      return 0; /* a continuation byte, 0xc0/0xc1 (overlong) or > 0xf4 */
+    }
+    if (i + k >= n)
+      return 0; /* truncated */
+    for (size_t j = 1; j <= k; j++) {
+      if ((p[i + j] & 0xc0) != 0x80)
+        return 0;
+      cp = cp << 6 | (p[i + j] & 0x3f);
+    }
+    if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+      return 0;
+    i += k + 1;
+  }
+  return 1;
+}
+
+int vcg__ws_close_code_ok(unsigned code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+         (code >= 3000 && code <= 4999);
+}
+
+unsigned vcg__ws_close_answer(const uint8_t *payload, size_t n) {
+  unsigned code;
+
+  if (n == 0)
+    return 1000;
+  if (n == 1)
+    return 1002;
+  code = (unsigned)payload[0] << 8 | payload[1];
+  if (!vcg__ws_close_code_ok(code))
+    return 1002;
+  if (!vcg__ws_utf8_ok(payload + 2, n - 2))
+    return 1007;
+  return code;
+}
+
+long vcg__ws_frame_header(const uint8_t *p, size_t n, vcg__ws_frame_t *f,
+                          const char **why) {
+  size_t need = 2;
+  uint64_t len;
+
+  if (n < 2)
+    return 0;
+  f->fin = p[0] >> 7;
+  f->opcode = p[0] & 0x0f;
+  if (p[0] & 0x70) {
+    *why = "reserved bits set";
+    return VCG_EINVAL;
+  }
+  if (f->opcode > 2 && (f->opcode < 8 || f->opcode > 10)) {
+    *why = "unknown opcode";
+    return VCG_EINVAL;
+  }
+  if (!(p[1] & 0x80)) {
+    *why = "unmasked client frame";
+    return VCG_EINVAL;
+  }
+  len = p[1] & 0x7f;
+  if (f->opcode >= 8 && (!f->fin || len > 125)) {
+    *why = f->fin ? "control frame over 125 bytes" : "fragmented control frame";
+    return VCG_EINVAL;
+  }
+  need += len == 126 ? 2 : len == 127 ? 8 : 0;
+  if (n < need + 4)
+    return 0;
+  if (len == 126) {
+    len = (uint64_t)p[2] << 8 | p[3];
+    if (len < 126) {
+      *why = "frame length not in its shortest form";
+      return VCG_EINVAL;
+    }
+  } else if (len == 127) {
+    len = 0;
+    for (int i = 0; i < 8; i++)
+      len = len << 8 | p[2 + i];
+    if (len >> 63) {
+      *why = "frame length over 2^63";
+      return VCG_EINVAL;
+    }
+    if (len < 65536) {
+      *why = "frame length not in its shortest form";
+      return VCG_EINVAL;
+    }
+  }
+  f->len = len;
+  memcpy(f->mask, p + need, 4);
+  return (long)(need + 4);
+}
+
+void vcg__ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t off) {
+  uint8_t m[4];
+  size_t i = 0;
+
+  for (int k = 0; k < 4; k++)
+    m[k] = mask[(off + (uint64_t)k) & 3];
+  /* Eight bytes at a time: the key repeats every four. */
+  if (n >= 8) {
+    uint64_t m8;
+    uint8_t mm[8];
+
+    for (int k = 0; k < 8; k++)
+      mm[k] = m[k & 3];
+    memcpy(&m8, mm, 8);
+    for (; i + 8 <= n; i += 8) {
+      uint64_t v;
+
+      memcpy(&v, p + i, 8);
+      v ^= m8;
+      memcpy(p + i, &v, 8);
+    }
+  }
+  for (; i < n; i++)
+    p[i] ^= m[i & 3];
 }

@@ -24,6 +24,11 @@ int vcg__ws_parse_listen(const char *s, char *host, size_t hostlen,
 int vcg__ws_request_line(const char *buf, size_t len, size_t *toff,
                          size_t *tlen, size_t *linelen);
 
+/* The length of a request's head in buf (n bytes received so far): up to
+ * and including the empty line that ends it (CRLF CRLF, or LF LF as lws
+ * also takes), or 0 while it has not arrived. */
+size_t vcg__ws_head_len(const char *buf, size_t n);
+
 /* Whether lws 4.1 can parse request target t (n bytes): it drops a
  * request whose target decodes to a NUL without an answer and answers a
  * '%' not followed by two hex digits with 403, before any callback of
@@ -72,5 +77,47 @@ int vcg__ws_file_path_ok(const char *path);
  * comma-separated entity tags, compared weakly (RFC 9110 13.1.2: a W/
  * prefix on either side is ignored). */
 int vcg__ws_etag_match(const char *if_none_match, const char *etag);
+
+/* ------------------------------------------------------------ RFC 6455 */
+
+/* Whether a Sec-WebSocket-Key is the base64 of 16 bytes (RFC 6455 4.1):
+ * 22 characters of the base64 alphabet, the last one with its unused low
+ * bits zero, then "==". */
+int vcg__ws_key_ok(const char *key);
+
+/* Whether p holds valid UTF-8 (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF). */
+int vcg__ws_utf8_ok(const uint8_t *p, size_t n);
+
+/* Whether a client may send close code `code` (RFC 6455 7.4: 1000-1003,
+ * 1007-1014 and 3000-4999; 1004-1006 and 1015 never go on the wire). */
+int vcg__ws_close_code_ok(unsigned code);
+
+/* The close code to answer a client's close frame with: its own code when
+ * the frame is valid (1000 for an empty one), 1002 for a one-byte payload
+ * or a code that is not allowed, 1007 for a reason that is not UTF-8. */
+unsigned vcg__ws_close_answer(const uint8_t *payload, size_t n);
+
+/* One client frame header (RFC 6455 5.2). */
+typedef struct vcg__ws_frame {
+  uint8_t fin, opcode;
+  uint8_t mask[4];
+  uint64_t len;                /* payload length */
+} vcg__ws_frame_t;
+
+#define VCG__WS_FRAME_HDR_MAX 14
+
+/* Parse the frame header at p (n bytes available) as a server must
+ * (RFC 6455 5.1, 5.2, 5.5): reserved bits clear (no extension is
+ * negotiated), a known opcode, the mask bit set, control frames final and
+ * at most 125 bytes, a 64-bit length with its top bit clear, lengths in
+ * their shortest form.  Returns the header's length, 0 when more bytes
+ * are needed, or VCG_EINVAL with *why naming the violation. */
+long vcg__ws_frame_header(const uint8_t *p, size_t n, vcg__ws_frame_t *f,
+                          const char **why);
+
+/* Unmask n payload bytes in place; off is their offset in the frame's
+ * payload (the mask key cycles over the whole payload). */
+void vcg__ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t off);
 
 #endif

@@ -31,6 +31,8 @@ static void on_check(uv_check_t *h) {
       c = nx;
     }
   }
+  /* Every connection's packets of this turn in one system call. */
+  vcg__wt_ep_flush(cs->ep);
   if (!cs->dirty && cs->flush_armed) {
     uv_check_stop(&cs->check);
     uv_idle_stop(&cs->idle);
@@ -193,7 +195,10 @@ static void on_conn_timer(uv_timer_t *t) {
     conn_handle_error(c, rv);
     return;
   }
-  conn_flush(c);
+  /* Written in this turn's check pass with every other connection whose
+   * timer (pacing, retransmission, ACK delay) fired: one batch, not one
+   * system call per timer. */
+  vcg__wt_conn_mark(c);
 }
 
 static void conn_flush(wt_conn_t *c) {
@@ -476,6 +481,8 @@ static void conn_free(wt_conn_t *c) {
   c->qc = NULL;
   if (c->tls) gnutls_deinit(c->tls);
   c->tls = NULL;
+  vcg__wt_cred_unref(c->cred);
+  c->cred = NULL;
   free(c->close_pkt);
   c->close_pkt = NULL;
   if (c->prev) c->prev->next = c->next;
@@ -504,6 +511,8 @@ static wt_conn_t *conn_new(wt_connset_t *cs, wt_listener_t *l, const wt_accept_t
   memcpy(&c->remote, from, fromlen);
   c->remotelen = fromlen;
   c->odcid = hd->dcid;
+  c->max_msg = cs->conf.max_msg;
+  c->max_client_streams = cs->conf.max_client_streams;
 
   ngtcp2_cid scid;
   if (vcg__wt_ep_new_cid(cs->ep, &scid, WT_SCID_LEN) != 0) goto fail;
@@ -560,7 +569,8 @@ static wt_conn_t *conn_new(wt_connset_t *cs, wt_listener_t *l, const wt_accept_t
   if (ngtcp2_conn_server_new(&c->qc, &hd->scid, &scid, &path, hd->version,
                              &server_callbacks, &settings, &params, NULL, c) != 0)
     goto fail;
-  if (vcg__wt_tls_session_new(cs->tls, &c->tls) != 0) goto fail;
+  c->cred = vcg__wt_cred_ref(cs->cred);
+  if (vcg__wt_tls_session_new(cs->prio, c->cred, &c->tls) != 0) goto fail;
   if (ngtcp2_crypto_gnutls_configure_server_session(c->tls) != 0) goto fail;
   c->cref.get_conn = get_conn;
   c->cref.user_data = c;
@@ -592,6 +602,7 @@ static wt_conn_t *conn_new(wt_connset_t *cs, wt_listener_t *l, const wt_accept_t
 fail:
   if (c->qc) ngtcp2_conn_del(c->qc);
   if (c->tls) gnutls_deinit(c->tls);
+  vcg__wt_cred_unref(c->cred);
   free(c);
   return NULL;
 }
@@ -645,13 +656,14 @@ static void on_set_handle_closed(uv_handle_t *h) {
 }
 
 int vcg__wt_connset_init(wt_connset_t *cs, const vcg_host_api_t *host, vcg_worker_t *w,
-                         wt_endpoint_t *ep, const vcg__wt_tls_t *tls,
+                         wt_endpoint_t *ep, gnutls_priority_t prio, vcg__wt_cred_t *cred,
                          const wt_conn_cb_t *cb, const wt_conn_conf_t *conf) {
   cs->host = host;
   cs->w = w;
   cs->loop = host->loop(w);
   cs->ep = ep;
-  cs->tls = tls;
+  cs->prio = prio;
+  cs->cred = cred;
   cs->cb = cb;
   cs->conf = *conf;
   uv_check_init(cs->loop, &cs->check);
@@ -663,6 +675,14 @@ int vcg__wt_connset_init(wt_connset_t *cs, const vcg_host_api_t *host, vcg_worke
   return 0;
 }
 
+void vcg__wt_connset_reconf(wt_connset_t *cs, const wt_conn_conf_t *conf,
+                            vcg__wt_cred_t *cred) {
+  cs->conf = *conf;
+  if (!cred) return;
+  vcg__wt_cred_unref(cs->cred);
+  cs->cred = cred;
+}
+
 void vcg__wt_connset_stop(wt_connset_t *cs, uint64_t app_error) {
   cs->stopping = 1;
   while (cs->conns) {
@@ -671,6 +691,8 @@ void vcg__wt_connset_stop(wt_connset_t *cs, uint64_t app_error) {
     /* Best effort: the close frame went out; do not wait three PTOs. */
     conn_free(c);
   }
+  vcg__wt_cred_unref(cs->cred);
+  cs->cred = NULL;
   if (!uv_is_closing((uv_handle_t *)&cs->check)) {
     uv_check_stop(&cs->check);
     uv_idle_stop(&cs->idle);

@@ -13,8 +13,9 @@
  *
  * Output is batched: anything that may produce packets (a received
  * datagram, a packet from the host, a close) only marks the connection
- * dirty, and one uv_check pass per loop iteration runs the write loop of
- * each dirty connection.  This keeps every ngtcp2 write call outside
+ * dirty (an expired timer too), and one uv_check pass per loop iteration
+ * runs the write loop of each dirty connection and sends what they all
+ * wrote in one sendmmsg (vcg__wt_ep_flush).  This keeps every ngtcp2 write call outside
  * ngtcp2 callbacks and outside reentrant host calls, and coalesces many
  * small writes into full QUIC packets.
  *
@@ -88,7 +89,9 @@ typedef struct wt_conn_cb {
   void (*release)(wt_conn_t *c);
 } wt_conn_cb_t;
 
-/* Settings every connection of the set gets (from the plugin's options). */
+/* Settings every connection of the set gets (from the plugin's options).
+ * A reload changes them for connections made afterwards; a live one keeps
+ * what its handshake announced (c->max_msg, c->max_client_streams). */
 typedef struct wt_conn_conf {
   uint64_t idle_timeout_ms;
   uint64_t handshake_timeout_ms; /* a half-open connection is dropped then */
@@ -104,7 +107,8 @@ struct wt_connset {
   vcg_worker_t *w;
   uv_loop_t *loop;
   wt_endpoint_t *ep;             /* borrowed: sockets and connection IDs */
-  const vcg__wt_tls_t *tls;      /* borrowed: process-wide credentials */
+  gnutls_priority_t prio;        /* borrowed: process-wide */
+  vcg__wt_cred_t *cred;          /* one reference: what new handshakes use */
   const wt_conn_cb_t *cb;        /* the session layer's */
   wt_conn_conf_t conf;
   int draining;                  /* the session layer refuses new sessions */
@@ -131,9 +135,13 @@ struct wt_conn {
   wt_conn_t *dnext;              /* set->dirty */
   int dirty;
   uint64_t flush_gen;            /* conn_flush calls, from 1 */
+  size_t max_msg;                /* set->conf's at creation: the stream window */
+  uint64_t max_client_streams;   /* set->conf's at creation */
+
   wt_listener_t *lis;
   ngtcp2_conn *qc;
   gnutls_session_t tls;
+  vcg__wt_cred_t *cred;          /* one reference: what tls was made with */
   ngtcp2_crypto_conn_ref cref;
   struct sockaddr_storage local;
   socklen_t locallen;
@@ -154,9 +162,15 @@ struct wt_conn {
 };
 
 /* ---- the set (per worker) ---- */
+/* cred: the caller's reference passes to the set. */
 int vcg__wt_connset_init(wt_connset_t *cs, const vcg_host_api_t *host, vcg_worker_t *w,
-                         wt_endpoint_t *ep, const vcg__wt_tls_t *tls,
+                         wt_endpoint_t *ep, gnutls_priority_t prio, vcg__wt_cred_t *cred,
                          const wt_conn_cb_t *cb, const wt_conn_conf_t *conf);
+/* A reload: connections made from now on get conf and, when cred is not
+ * NULL, the credentials cred (the caller's reference passes to the set;
+ * live connections keep theirs). */
+void vcg__wt_connset_reconf(wt_connset_t *cs, const wt_conn_conf_t *conf,
+                            vcg__wt_cred_t *cred);
 /* Close every connection at once (best effort CONNECTION_CLOSE with the
  * application error app_error) and the set's handles. */
 void vcg__wt_connset_stop(wt_connset_t *cs, uint64_t app_error);

@@ -87,23 +87,28 @@ static wt_ostream_t *pick(wt_conn_t *c, uint64_t now_ms, int *stopped) {
 static int open_streams(wt_conn_t *c) {
   wt_outq_t *q = &c->out;
   uint64_t now_ms = uv_now(c->set->loop);
-  wt_ostream_t *nx;
-  for (wt_ostream_t *os = q->head; os; os = nx) {
+  wt_ostream_t *nx, *os;
+  int rv = 0;
+  for (os = q->unopened; os; os = nx) {
     nx = os->onext;
-    if (os->id != WT_ID_UNOPENED) continue;
+    if (os->id != WT_ID_UNOPENED) continue; /* a datagram */
     if (q->opened >= WT_STREAM_BATCH) break;
     if (os_stale(os, now_ms)) {
       shed(c, os);
       continue;
     }
     int64_t id;
-    int rv = ngtcp2_conn_open_uni_stream(c->qc, &id, os);
-    if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) break; /* wait for credit */
-    if (rv != 0) return rv;
+    rv = ngtcp2_conn_open_uni_stream(c->qc, &id, os);
+    if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) {
+      rv = 0; /* wait for credit */
+      break;
+    }
+    if (rv != 0) break;
     os->id = id;
     q->opened++;
   }
-  return 0;
+  q->unopened = os; /* the first still unopened, or NULL */
+  return rv;
 }
 
 /* One datagram record: written (or given up) here. */

@@ -93,37 +93,65 @@ int vcg__wt_ep_reset_token(const wt_endpoint_t *ep, uint8_t *token, const ngtcp2
 
 /* ------------------------------------------------------------ UDP send */
 
-typedef struct wt_sendreq {
-  uv_udp_send_t req;
-  wt_listener_t *lis;
-  size_t len;
-  uint8_t data[];
-} wt_sendreq_t;
+static void on_poll(uv_poll_t *h, int status, int events);
 
-static void on_async_sent(uv_udp_send_t *req, int status) {
-  wt_sendreq_t *sr = (wt_sendreq_t *)req;
-  (void)status; /* a lost datagram is QUIC's business: it retransmits */
-  sr->lis->nsending--;
-  free(sr);
+static void lis_watch(wt_listener_t *l) {
+  if (!l->inited || uv_is_closing((uv_handle_t *)&l->poll)) return;
+  uv_poll_start(&l->poll, UV_READABLE | (l->qhead ? UV_WRITABLE : 0), on_poll);
 }
 
-/* The socket buffer is full (or libuv still holds older datagrams): queue
- * a bounded number of copies rather than lose a burst (and with it the
- * congestion window).  libuv sends them in order when the socket drains. */
+/* The socket buffer is full (or older datagrams still wait): keep a
+ * bounded number of copies rather than lose a burst (and with it the
+ * congestion window), sent in order when the socket drains. */
 static void lis_queue(wt_listener_t *l, const struct sockaddr *to,
                       const uint8_t *p, size_t len) {
-  if (l->nsending >= 1024) return;
+  if (l->nsending >= WT_TX_QUEUE_MAX) return;
   wt_sendreq_t *sr = malloc(sizeof(*sr) + len);
   if (!sr) return;
-  sr->lis = l;
+  sr->next = NULL;
+  memcpy(&sr->to, to, vcg__wt_sa_len(to));
   sr->len = len;
   memcpy(sr->data, p, len);
-  uv_buf_t b = uv_buf_init((char *)sr->data, (unsigned)len);
-  if (uv_udp_send(&sr->req, &l->udp, &b, 1, to, on_async_sent) != 0) {
+  if (l->qtail) l->qtail->next = sr;
+  else l->qhead = sr;
+  l->qtail = sr;
+  if (l->nsending++ == 0) lis_watch(l);
+}
+
+static void lis_queue_free(wt_listener_t *l) {
+  while (l->qhead) {
+    wt_sendreq_t *sr = l->qhead;
+    l->qhead = sr->next;
     free(sr);
-    return;
   }
-  l->nsending++;
+  l->qtail = NULL;
+  l->nsending = 0;
+}
+
+/* Writable again: send what waited, in order. */
+static void lis_drain_queue(wt_listener_t *l) {
+  while (l->qhead) {
+    wt_sendreq_t *sr = l->qhead;
+    const struct sockaddr *to = (const struct sockaddr *)&sr->to;
+    ssize_t n;
+    do n = sendto(l->fd, sr->data, sr->len, 0, to, vcg__wt_sa_len(to));
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    /* Sent, or lost as any datagram may be: QUIC retransmits. */
+    l->qhead = sr->next;
+    if (!l->qhead) l->qtail = NULL;
+    l->nsending--;
+    free(sr);
+  }
+  lis_watch(l);
+}
+
+/* GSO refused once: send this run and every later one without. */
+static void gso_off(wt_listener_t *l, int rc) {
+  wt_endpoint_t *ep = l->ep;
+  l->gso = 0;
+  ep->host->log(ep->w, NULL, VCG_LOG_WARN,
+                "udp GSO refused (%s): one datagram per packet from now on", vcg_strerror(rc));
 }
 
 /* Send buf to `to` as datagrams of segsize bytes (the last may be
@@ -132,7 +160,7 @@ static void lis_queue(wt_listener_t *l, const struct sockaddr *to,
 static void lis_send_segs(wt_listener_t *l, const struct sockaddr *to,
                           const uint8_t *buf, size_t len, size_t segsize) {
   size_t off = 0;
-  /* While libuv holds queued datagrams, newer ones queue behind them:
+  /* While datagrams wait in the queue, newer ones queue behind them:
    * reordering would look like loss to the peer. */
   if (l->nsending == 0) {
     int rc = 0;
@@ -140,12 +168,7 @@ static void lis_send_segs(wt_listener_t *l, const struct sockaddr *to,
       rc = vcg__udp_send_gso(l->fd, to, vcg__wt_sa_len(to), buf, len, segsize);
       if (rc == 0) return;
       if (vcg__udp_gso_unsupported(rc)) {
-        /* Once and for all: send this run and every later one without. */
-        l->gso = 0;
-        wt_endpoint_t *ep = l->ep;
-        ep->host->log(ep->w, NULL, VCG_LOG_WARN,
-                      "udp GSO refused (%s): one datagram per packet from now on",
-                      vcg_strerror(rc));
+        gso_off(l, rc);
         rc = 0;
       } else if (rc != -EAGAIN && rc != -EWOULDBLOCK) {
         return; /* lost, as a lone datagram would be */
@@ -157,8 +180,52 @@ static void lis_send_segs(wt_listener_t *l, const struct sockaddr *to,
     lis_queue(l, to, buf + off, len - off < segsize ? len - off : segsize);
 }
 
+/* The runs [i, n) of ep->runs, all on listener l: sendmmsg as far as the
+ * kernel takes them, the rest one by one (queued when the buffer is full,
+ * without GSO once the device refused it). */
+static void send_runs(wt_endpoint_t *ep, wt_listener_t *l, size_t i, size_t n) {
+  vcg__udp_run_t v[WT_TX_RUNS];
+  size_t k = 0;
+  for (size_t j = i; j < n; j++, k++) {
+    const wt_txrun_t *r = &ep->runs[j];
+    v[k] = (vcg__udp_run_t){ (const struct sockaddr *)&r->to, r->tolen, ep->txbuf + r->off,
+                             r->len, r->segsize };
+  }
+  size_t done = 0;
+  while (done < k && l->nsending == 0 && l->gso) {
+    int rc = vcg__udp_send_runs(l->fd, v + done, k - done);
+    if (rc > 0) {
+      done += (size_t)rc;
+    } else if (rc == -EAGAIN || rc == -EWOULDBLOCK) {
+      break; /* the rest is queued below */
+    } else if (vcg__udp_gso_unsupported(rc) && v[done].len > v[done].segsize) {
+      gso_off(l, rc);
+    } else {
+      done++; /* this one is lost, as a lone datagram would be */
+    }
+  }
+  for (; done < k; done++)
+    lis_send_segs(l, v[done].to, v[done].buf, v[done].len, v[done].segsize);
+}
+
+void vcg__wt_ep_flush(wt_endpoint_t *ep) {
+  size_t i = 0;
+  while (i < ep->nruns) {
+    /* Consecutive runs of one listener share a system call. */
+    size_t j = i + 1;
+    while (j < ep->nruns && ep->runs[j].lis == ep->runs[i].lis) j++;
+    send_runs(ep, ep->runs[i].lis, i, j);
+    i = j;
+  }
+  ep->nruns = 0;
+  ep->txused = 0;
+}
+
 void vcg__wt_ep_send(wt_listener_t *l, const struct sockaddr *to,
                      const uint8_t *p, size_t len) {
+  /* After the packets already written this turn: a CONNECTION_CLOSE must
+   * not overtake its connection's last data. */
+  if (l->ep->nruns) vcg__wt_ep_flush(l->ep);
   lis_send_segs(l, to, p, len, len);
 }
 
@@ -170,31 +237,40 @@ void vcg__wt_batch_init(wt_txbatch_t *b, wt_listener_t *l) {
 }
 
 void vcg__wt_batch_flush(wt_txbatch_t *b) {
-  if (b->len > 0)
-    lis_send_segs(b->lis, (const struct sockaddr *)&b->to, b->lis->ep->txbuf,
-                  b->len, b->segsize);
+  wt_endpoint_t *ep = b->lis->ep;
+  if (b->len > 0) {
+    wt_txrun_t *r = &ep->runs[ep->nruns++];
+    r->lis = b->lis;
+    memcpy(&r->to, &b->to, b->tolen);
+    r->tolen = b->tolen;
+    r->off = ep->txused;
+    r->len = b->len;
+    r->segsize = b->segsize;
+    ep->txused += b->len;
+  }
   b->len = b->segsize = b->nsegs = 0;
   b->closed = 0;
 }
 
 uint8_t *vcg__wt_batch_room(wt_txbatch_t *b, size_t maxudp) {
+  wt_endpoint_t *ep = b->lis->ep;
   if (b->closed || b->nsegs >= WT_GSO_MAX_SEGS || WT_GSO_MAX_BYTES - b->len < maxudp)
     vcg__wt_batch_flush(b);
-  return b->lis->ep->txbuf + b->len;
+  /* Room for the packet and for the two runs vcg__wt_batch_add may
+   * commit: else the turn's runs go out now. */
+  if (WT_TX_BYTES - ep->txused - b->len < maxudp || ep->nruns + 2 > WT_TX_RUNS) {
+    vcg__wt_batch_flush(b);
+    vcg__wt_ep_flush(ep);
+  }
+  return ep->txbuf + ep->txused + b->len;
 }
 
 /* The packet joins the run, or, when it cannot (larger than the run's
- * segments, or for another address), the run is sent and the packet
- * starts the next one. */
+ * segments), the run is committed and the packet, which lies right after
+ * it in txbuf, starts the next one. */
 void vcg__wt_batch_add(wt_txbatch_t *b, const struct sockaddr *to, size_t n) {
-  uint8_t *txbuf = b->lis->ep->txbuf;
   socklen_t tolen = vcg__wt_sa_len(to);
-  if (b->nsegs > 0 &&
-      (n > b->segsize || tolen != b->tolen || memcmp(&b->to, to, tolen) != 0)) {
-    size_t at = b->len;
-    vcg__wt_batch_flush(b);
-    memmove(txbuf, txbuf + at, n);
-  }
+  if (b->nsegs > 0 && n > b->segsize) vcg__wt_batch_flush(b);
   if (b->nsegs == 0) {
     memcpy(&b->to, to, tolen);
     b->tolen = tolen;
@@ -407,24 +483,28 @@ static void on_datagram(wt_listener_t *l, const uint8_t *data, size_t len,
   ep->cb.packet(owner, l, from, data, len);
 }
 
-/* With recvmmsg, libuv splits the buffer into 64 KiB slots, one datagram
- * each: it must be a multiple of that size.  The buffer is the endpoint's
- * and is reused at once, so nothing is freed on UV_UDP_MMSG_FREE. */
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+/* Readable: a few recvmmsg batches (a bound, so that the other handles
+ * of the loop get their turn; epoll is level-triggered, the rest is read
+ * next time).  With GRO a slot is a run of one sender's datagrams, each
+ * handled on its own.  Writable: the EAGAIN queue drains. */
+static void on_poll(uv_poll_t *h, int status, int events) {
   wt_listener_t *l = h->data;
-  (void)hint;
-  buf->base = (char *)l->ep->rxbuf;
-  buf->len = sizeof(l->ep->rxbuf);
-}
-
-/* One call per datagram (UV_UDP_MMSG_CHUNK with recvmmsg), then one with
- * nread == 0 and no address that ends the batch: ignored here, since the
- * flush already waits for the loop's check phase. */
-static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
-                    const struct sockaddr *addr, unsigned flags) {
-  wt_listener_t *l = h->data;
-  if (nread <= 0 || !addr || (flags & UV_UDP_PARTIAL)) return;
-  on_datagram(l, (const uint8_t *)buf->base, (size_t)nread, addr);
+  wt_endpoint_t *ep = l->ep;
+  if (status < 0) return; /* a socket error (ICMP): the next read clears it */
+  if (events & UV_WRITABLE) lis_drain_queue(l);
+  if (!(events & UV_READABLE)) return;
+  for (int round = 0; round < WT_RX_ROUNDS && !ep->stopping; round++) {
+    int r = vcg__udp_recv(l->fd, &ep->rx, ep->rxbuf, WT_RX_SLOT, WT_RX_SLOTS);
+    if (r <= 0) return; /* drained, or an error the next read clears */
+    for (int i = 0; i < r && !ep->stopping; i++) {
+      const uint8_t *d = ep->rxbuf + (size_t)i * WT_RX_SLOT;
+      const struct sockaddr *from = (const struct sockaddr *)&ep->rx.from[i];
+      size_t len = ep->rx.len[i], seg = ep->rx.segsize[i];
+      for (size_t off = 0; off < len; off += seg)
+        on_datagram(l, d + off, len - off < seg ? len - off : seg, from);
+    }
+    if (r < WT_RX_SLOTS) return;
+  }
 }
 
 /* --------------------------------------------------------- start / stop */
@@ -463,24 +543,19 @@ static int lis_open(wt_endpoint_t *ep, wt_listener_t *l, const char *spec) {
   }
   l->addrlen = sizeof(l->addr);
   getsockname(fd, (struct sockaddr *)&l->addr, &l->addrlen);
-  /* AF_UNSPEC: libuv makes no socket of its own, we open ours below.
-   * RECVMMSG: up to WT_RX_SLOTS datagrams per system call. */
-  if ((rc = uv_udp_init_ex(ep->loop, &l->udp, AF_UNSPEC | UV_UDP_RECVMMSG)) != 0) {
+  if ((rc = uv_poll_init_socket(ep->loop, &l->poll, fd)) != 0) {
     close(fd);
     return rc;
   }
-  l->udp.data = l;
+  l->poll.data = l;
   l->inited = 1;
+  l->fd = fd; /* closed once the poll handle is */
   ep->open_handles++;
-  if ((rc = uv_udp_open(&l->udp, fd)) != 0) {
-    close(fd);
-    return rc;
-  }
-  l->fd = fd;
   l->gso = gso_probe(fd);
-  uv_send_buffer_size((uv_handle_t *)&l->udp, &(int){ 4 << 20 });
-  uv_recv_buffer_size((uv_handle_t *)&l->udp, &(int){ 4 << 20 });
-  if ((rc = uv_udp_recv_start(&l->udp, on_alloc, on_recv)) != 0) return rc;
+  vcg__udp_gro_enable(fd);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &(int){ 4 << 20 }, sizeof(int));
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){ 4 << 20 }, sizeof(int));
+  if ((rc = uv_poll_start(&l->poll, UV_READABLE, on_poll)) != 0) return rc;
   if (ep->host->worker_index(ep->w) == 0) {
     char url[128], have[8];
     vcg__wt_addr_str((struct sockaddr *)&l->addr, where, sizeof(where));
@@ -547,10 +622,16 @@ void vcg__wt_ep_handle_closed(wt_endpoint_t *ep) {
 
 static void on_udp_closed(uv_handle_t *h) {
   wt_listener_t *l = h->data;
+  close(l->fd);
+  l->fd = -1;
+  lis_queue_free(l);
   vcg__wt_ep_handle_closed(l->ep);
 }
 
 void vcg__wt_ep_stop(wt_endpoint_t *ep, void (*stopped)(void *ud), void *ud) {
+  /* What the connections wrote last (their CONNECTION_CLOSEs went out
+   * already) still goes. */
+  vcg__wt_ep_flush(ep);
   ep->stopping = 1;
   ep->accepting = 0;
   ep->stopped = stopped;
@@ -559,9 +640,9 @@ void vcg__wt_ep_stop(wt_endpoint_t *ep, void (*stopped)(void *ud), void *ud) {
    * before every close has been started. */
   ep->open_handles++;
   for (size_t i = 0; i < ep->nlis; i++) {
-    if (ep->lis[i].inited && !uv_is_closing((uv_handle_t *)&ep->lis[i].udp)) {
-      uv_udp_recv_stop(&ep->lis[i].udp);
-      uv_close((uv_handle_t *)&ep->lis[i].udp, on_udp_closed);
+    if (ep->lis[i].inited && !uv_is_closing((uv_handle_t *)&ep->lis[i].poll)) {
+      uv_poll_stop(&ep->lis[i].poll);
+      uv_close((uv_handle_t *)&ep->lis[i].poll, on_udp_closed);
     }
   }
   vcg_htab_free(&ep->cids);

@@ -1,6 +1,7 @@
 /*
  * endpoint.h -- the UDP side of the WebTransport plugin, one per worker:
- * its sockets (recvmmsg in, GSO batches out), the table that maps server
+ * its sockets (recvmmsg with GRO in; out, the GSO runs of every
+ * connection of a loop turn in one sendmmsg), the table that maps server
  * connection IDs to connections, version negotiation and stateless reset.
  *
  * The bottom of the QUIC layers.  It knows nothing of connections: it
@@ -25,6 +26,7 @@
 #include <vcgate/plugin.h>
 
 #include "htab.h"
+#include "udp_recv.h"
 #include "udp_send.h"
 
 #define WT_MAX_LISTENERS 4
@@ -33,27 +35,43 @@
 /* UDP GSO: one sendmsg carries a run of equal-sized packets (udp_send.h). */
 #define WT_GSO_MAX_SEGS VCG_UDP_GSO_MAX_SEGS
 #define WT_GSO_MAX_BYTES VCG_UDP_GSO_MAX_BYTES
-/* recvmmsg: libuv hands each datagram one 64 KiB slot of the read buffer;
- * 16 slots read 16 datagrams per system call.  Only the first page or so
- * of each slot is ever touched, so the resident cost is small. */
-#define WT_RX_SLOT (64u << 10)
-#define WT_RX_SLOTS 16
+/* recvmmsg: 16 slots of 64 KiB, each a datagram or (GRO) a run of them
+ * from one sender; a wakeup reads at most WT_RX_ROUNDS batches. */
+#define WT_RX_SLOT VCG_UDP_RX_SLOT
+#define WT_RX_SLOTS VCG_UDP_RX_MAX
+#define WT_RX_ROUNDS 4
+/* The runs of one loop turn, for every connection of the worker, wait in
+ * ep->txbuf and go out in one sendmmsg (vcg__wt_ep_flush). */
+#define WT_TX_RUNS VCG_UDP_RUNS_MAX
+#define WT_TX_BYTES (256u << 10)
+/* Datagrams queued while the socket buffer is full. */
+#define WT_TX_QUEUE_MAX 1024
 
 /* The clock of every ngtcp2 call: nanoseconds, monotonic. */
 static inline uint64_t vcg__wt_now(void) { return uv_hrtime(); }
 
 typedef struct wt_endpoint wt_endpoint_t;
 
-/* One UDP socket. */
+/* A datagram the full socket buffer refused, sent when it drains. */
+typedef struct wt_sendreq {
+  struct wt_sendreq *next;
+  struct sockaddr_storage to;
+  size_t len;
+  uint8_t data[];
+} wt_sendreq_t;
+
+/* One UDP socket, ours (not a uv_udp_t: libuv 1.44 passes no control
+ * messages, and GRO needs them), watched by a poll handle. */
 typedef struct wt_listener {
-  uv_udp_t udp;
+  uv_poll_t poll;
   wt_endpoint_t *ep;
   struct sockaddr_storage addr;  /* the bound address (path local) */
   socklen_t addrlen;
-  int inited;                    /* udp handle needs uv_close */
-  int fd;                        /* the socket, sent on directly */
+  int inited;                    /* poll handle needs uv_close */
+  int fd;                        /* the socket (owned), closed after poll */
   int gso;                       /* UDP_SEGMENT works on this socket */
-  size_t nsending;               /* async sends in flight (EAGAIN path) */
+  wt_sendreq_t *qhead, *qtail;   /* EAGAIN queue, in order (owned) */
+  size_t nsending;               /* its length */
 } wt_listener_t;
 
 /* One registered connection ID, a node of the endpoint's table. */
@@ -110,14 +128,22 @@ typedef struct wt_ho_addr {
   size_t n;
 } wt_ho_addr_t;
 
-/* The packets of one write loop, accumulated in ep->txbuf and sent with
- * one sendmsg: every packet but the last is segsize bytes long (UDP GSO
- * cuts the buffer into segsize datagrams), all go to one peer. */
+/* A run in ep->txbuf: packets of one connection to one peer, every one
+ * but the last segsize bytes long (UDP GSO cuts it at that size). */
+typedef struct wt_txrun {
+  wt_listener_t *lis;
+  struct sockaddr_storage to;
+  socklen_t tolen;
+  size_t off, len, segsize;
+} wt_txrun_t;
+
+/* The run one write loop is building at the end of ep->txbuf; committed
+ * to the turn's runs when it cannot grow or the loop ends. */
 typedef struct wt_txbatch {
   wt_listener_t *lis;
   struct sockaddr_storage to;
   socklen_t tolen;
-  size_t len;                    /* bytes in ep->txbuf */
+  size_t len;                    /* bytes after ep->txused */
   size_t segsize;                /* the first packet's size */
   size_t nsegs;
   int closed;                    /* a shorter packet ended the run */
@@ -145,7 +171,11 @@ struct wt_endpoint {
   void *stopped_ud;
   uint64_t sr_window;            /* stateless reset rate limit window (ns) */
   unsigned sr_count;
-  uint8_t txbuf[WT_GSO_MAX_BYTES];          /* the write loop's packets */
+  wt_txrun_t runs[WT_TX_RUNS];   /* the turn's committed runs */
+  size_t nruns;
+  size_t txused;                 /* bytes of txbuf in committed runs */
+  vcg__udp_rx_t rx;              /* recvmmsg headers */
+  uint8_t txbuf[WT_TX_BYTES];               /* the turn's packets */
   uint8_t rxbuf[WT_RX_SLOTS * WT_RX_SLOT];  /* recvmmsg slots */
 };
 
@@ -165,16 +195,22 @@ void vcg__wt_ep_stop(wt_endpoint_t *ep, void (*stopped)(void *ud), void *ud);
 void vcg__wt_ep_handle_ref(wt_endpoint_t *ep);
 void vcg__wt_ep_handle_closed(wt_endpoint_t *ep);
 
-/* Send one datagram (queued, bounded, when the socket buffer is full). */
+/* Send one datagram now, after the turn's runs (queued, bounded, when the
+ * socket buffer is full). */
 void vcg__wt_ep_send(wt_listener_t *l, const struct sockaddr *to,
                      const uint8_t *p, size_t len);
+/* Send the turn's runs: one sendmmsg per listener.  The connection layer
+ * calls it at the end of its flush pass. */
+void vcg__wt_ep_flush(wt_endpoint_t *ep);
 
 void vcg__wt_batch_init(wt_txbatch_t *b, wt_listener_t *l);
-/* Where the next packet is written (flushes the run first if a packet of
- * maxudp bytes would not fit). */
+/* Where the next packet is written (commits the run first if the packet
+ * cannot join it, and sends the turn's runs first if ep->txbuf is full).
+ * Stays put between calls while nothing was added. */
 uint8_t *vcg__wt_batch_room(wt_txbatch_t *b, size_t maxudp);
 /* The n bytes just written at vcg__wt_batch_room() are a packet to `to`. */
 void vcg__wt_batch_add(wt_txbatch_t *b, const struct sockaddr *to, size_t n);
+/* Commit the run to the turn (sent by vcg__wt_ep_flush). */
 void vcg__wt_batch_flush(wt_txbatch_t *b);
 
 /* ---- connection IDs ---- */

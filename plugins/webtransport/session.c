@@ -118,7 +118,7 @@ static void is_free(wt_sess_t *ss, wt_istream_t *is) {
  * max_client_streams of them; then the session is rotated (rotate()). */
 static int streams_left(const wt_conn_t *c) {
   const wt_sess_t *ss = c->app;
-  return ss->peer_streams < c->set->conf.max_client_streams;
+  return ss->peer_streams < c->max_client_streams;
 }
 
 /* A client stream we are done with: forget its record, give back its
@@ -449,7 +449,7 @@ static int on_ready(wt_conn_t *c) {
  * The connection and every record go with it. */
 static void rotate(wt_conn_t *c) {
   wt_sess_t *ss = c->app;
-  uint64_t max = c->set->conf.max_client_streams;
+  uint64_t max = c->max_client_streams;
   wt_ostream_t *cos = c->out.prio[WT_PRIO_CONNECT];
   if (ss->peer_streams == max - max / 8 && cos && ss->sstate == WT_S_OPEN) {
     uint8_t f[VCG__WT_DRAIN_FRAME_LEN];
@@ -612,7 +612,7 @@ static void deliver(wt_conn_t *c, const uint8_t *p, size_t n) {
 static int uni_data(wt_conn_t *c, wt_istream_t *is, const uint8_t *data,
                     size_t len, int fin) {
   wt_sess_t *ss = c->app;
-  size_t max_msg = c->set->conf.max_msg;
+  size_t max_msg = c->max_msg;
   size_t off = 0;
   if (is->kind == VCG__WT_PFX_MORE) {
     int kind;
@@ -752,7 +752,7 @@ static int on_datagram(wt_conn_t *c, const uint8_t *data, size_t len) {
   len -= n;
   /* A 4-byte "ping" only keeps the connection alive (PROTOCOL.md). */
   if (len == 4 && memcmp(data, "ping", 4) == 0) return 0;
-  if (len > c->set->conf.max_msg) {
+  if (len > c->max_msg) {
     host_of(c)->counter_add(c->set->w, "wt_messages_too_big", 1);
     return 0;
   }

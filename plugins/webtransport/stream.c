@@ -83,10 +83,12 @@ void vcg__wt_oq_push(wt_outq_t *q, wt_ostream_t *os) {
   else q->head = os;
   q->tail = os;
   if (os->id >= 0) q->opened++;
+  if (os->id == WT_ID_UNOPENED && !q->unopened) q->unopened = os;
 }
 
 void vcg__wt_oq_remove(wt_outq_t *q, wt_ostream_t *os) {
   if (!os->queued) return;
+  if (q->unopened == os) q->unopened = os->onext;
   if (os->oprev) os->oprev->onext = os->onext;
   else q->head = os->onext;
   if (os->onext) os->onext->oprev = os->oprev;

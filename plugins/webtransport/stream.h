@@ -62,6 +62,11 @@ typedef struct wt_outq {
   wt_ostream_t *all;                /* every record (owned) */
   wt_ostream_t *head, *tail;        /* the queue, in order */
   size_t opened;                    /* queued records with a stream id */
+  /* No unopened record comes before this one in the queue (a hint, NULL:
+   * none at all).  Streams are opened in queue order, so every opened
+   * record precedes every unopened one: the opener starts here instead of
+   * walking the opened ones on every call. */
+  wt_ostream_t *unopened;
   wt_ostream_t *prio[WT_PRIO_N];    /* borrowed from `all`; NULL when gone */
   size_t q_pkts, q_bytes;           /* counted records: the session's depth */
   int q_dirty;                      /* changed since last reported */

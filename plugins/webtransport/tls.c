@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -95,40 +96,56 @@ out:
   return rc;
 }
 
-int vcg__wt_tls_init(vcg__wt_tls_t *t, const char *cert_file,
-                     const char *key_file, char *err, size_t errlen) {
+int vcg__wt_cred_new(const char *cert_file, const char *key_file,
+                     vcg__wt_cred_t **out, char *err, size_t errlen) {
   int g, rc;
-  memset(t, 0, sizeof(*t));
-  if ((g = gnutls_certificate_allocate_credentials(&t->cred)) < 0)
+  vcg__wt_cred_t *cr = calloc(1, sizeof(*cr));
+  if (!cr) {
+    snprintf(err, errlen, "out of memory");
+    return VCG_ENOMEM;
+  }
+  if ((g = gnutls_certificate_allocate_credentials(&cr->cred)) < 0) {
+    free(cr);
     return fail(err, errlen, "credentials", g);
+  }
   if (cert_file && key_file) {
-    g = gnutls_certificate_set_x509_key_file(t->cred, cert_file, key_file,
+    g = gnutls_certificate_set_x509_key_file(cr->cred, cert_file, key_file,
                                              GNUTLS_X509_FMT_PEM);
     if (g < 0) {
       rc = fail(err, errlen, cert_file, g);
       goto bad;
     }
     gnutls_datum_t der;
-    if (gnutls_certificate_get_crt_raw(t->cred, 0, 0, &der) == 0) hash_der(&der, t->hash_hex);
+    if (gnutls_certificate_get_crt_raw(cr->cred, 0, 0, &der) == 0) hash_der(&der, cr->hash_hex);
   } else {
-    if ((rc = generate(t->cred, t->hash_hex, err, errlen)) != 0) goto bad;
-    t->generated = 1;
+    if ((rc = generate(cr->cred, cr->hash_hex, err, errlen)) != 0) goto bad;
+    cr->generated = 1;
   }
-  if ((g = gnutls_priority_init(&t->prio, prio_string, NULL)) < 0) {
-    rc = fail(err, errlen, "priority string", g);
-    goto bad;
-  }
+  atomic_init(&cr->refs, 1);
+  *out = cr;
   return 0;
 bad:
-  gnutls_certificate_free_credentials(t->cred);
-  memset(t, 0, sizeof(*t));
+  gnutls_certificate_free_credentials(cr->cred);
+  free(cr);
   return rc;
 }
 
-void vcg__wt_tls_free(vcg__wt_tls_t *t) {
-  if (t->prio) gnutls_priority_deinit(t->prio);
-  if (t->cred) gnutls_certificate_free_credentials(t->cred);
-  memset(t, 0, sizeof(*t));
+vcg__wt_cred_t *vcg__wt_cred_ref(vcg__wt_cred_t *cr) {
+  atomic_fetch_add_explicit(&cr->refs, 1, memory_order_relaxed);
+  return cr;
+}
+
+void vcg__wt_cred_unref(vcg__wt_cred_t *cr) {
+  if (!cr) return;
+  /* acq_rel: the thread that frees sees every other holder's last use. */
+  if (atomic_fetch_sub_explicit(&cr->refs, 1, memory_order_acq_rel) != 1) return;
+  gnutls_certificate_free_credentials(cr->cred);
+  free(cr);
+}
+
+int vcg__wt_prio_init(gnutls_priority_t *prio, char *err, size_t errlen) {
+  int g = gnutls_priority_init(prio, prio_string, NULL);
+  return g < 0 ? fail(err, errlen, "priority string", g) : 0;
 }
 
 /* A file we are about to load must be readable: name it and say why not,
@@ -156,14 +173,15 @@ int vcg__wt_tls_check_files(const char *cert_file, const char *key_file,
   return 0;
 }
 
-int vcg__wt_tls_session_new(const vcg__wt_tls_t *t, gnutls_session_t *out) {
+int vcg__wt_tls_session_new(gnutls_priority_t prio, const vcg__wt_cred_t *cr,
+                            gnutls_session_t *out) {
   static const gnutls_datum_t alpn = { (unsigned char *)"h3", 2 };
   gnutls_session_t s;
   if (gnutls_init(&s, GNUTLS_SERVER |
                       GNUTLS_NO_AUTO_SEND_TICKET | GNUTLS_NO_END_OF_EARLY_DATA) < 0)
     return VCG_ENOMEM;
-  if (gnutls_priority_set(s, t->prio) < 0 ||
-      gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, t->cred) < 0 ||
+  if (gnutls_priority_set(s, prio) < 0 ||
+      gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cr->cred) < 0 ||
       gnutls_alpn_set_protocols(s, &alpn, 1, GNUTLS_ALPN_MANDATORY) < 0) {
     gnutls_deinit(s);
     return VCG_EINVAL;

@@ -18,28 +18,58 @@ int vcg__udp_gso_unsupported(int err) {
          err == -EOPNOTSUPP;
 }
 
-int vcg__udp_send_gso(int fd, const struct sockaddr *to, socklen_t tolen,
-                      const uint8_t *buf, size_t len, size_t segsize) {
-  union {
-    char buf[CMSG_SPACE(sizeof(uint16_t))];
-    struct cmsghdr align;
-  } u;
-  struct iovec iov = { (void *)(uintptr_t)buf, len };
-  struct msghdr m;
-  memset(&m, 0, sizeof(m));
-  memset(&u, 0, sizeof(u));
-  m.msg_name = (void *)(uintptr_t)to;
-  m.msg_namelen = to ? tolen : 0;
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = u.buf;
-  m.msg_controllen = sizeof(u.buf);
-  struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+typedef union {
+  char buf[CMSG_SPACE(sizeof(uint16_t))];
+  struct cmsghdr align;
+} gso_ctl_t;
+
+/* Make m carry segsize as its UDP_SEGMENT control message. */
+static void set_segsize(struct msghdr *m, gso_ctl_t *u, size_t segsize) {
+  memset(u, 0, sizeof(*u));
+  m->msg_control = u->buf;
+  m->msg_controllen = sizeof(u->buf);
+  struct cmsghdr *cm = CMSG_FIRSTHDR(m);
   cm->cmsg_level = SOL_UDP;
   cm->cmsg_type = UDP_SEGMENT;
   cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
   uint16_t gs = (uint16_t)segsize;
   memcpy(CMSG_DATA(cm), &gs, sizeof(gs));
+}
+
+int vcg__udp_send_runs(int fd, const vcg__udp_run_t *runs, size_t n) {
+  struct mmsghdr mm[VCG_UDP_RUNS_MAX];
+  struct iovec iov[VCG_UDP_RUNS_MAX];
+  gso_ctl_t ctl[VCG_UDP_RUNS_MAX];
+  if (n > VCG_UDP_RUNS_MAX) n = VCG_UDP_RUNS_MAX;
+  memset(mm, 0, n * sizeof(mm[0]));
+  for (size_t i = 0; i < n; i++) {
+    iov[i].iov_base = (void *)(uintptr_t)runs[i].buf;
+    iov[i].iov_len = runs[i].len;
+    struct msghdr *m = &mm[i].msg_hdr;
+    m->msg_name = (void *)(uintptr_t)runs[i].to;
+    m->msg_namelen = runs[i].to ? runs[i].tolen : 0;
+    m->msg_iov = &iov[i];
+    m->msg_iovlen = 1;
+    /* A lone datagram needs no segmentation. */
+    if (runs[i].len > runs[i].segsize) set_segsize(m, &ctl[i], runs[i].segsize);
+  }
+  int r;
+  do r = sendmmsg(fd, mm, (unsigned)n, 0);
+  while (r < 0 && errno == EINTR);
+  return r < 0 ? -errno : r;
+}
+
+int vcg__udp_send_gso(int fd, const struct sockaddr *to, socklen_t tolen,
+                      const uint8_t *buf, size_t len, size_t segsize) {
+  gso_ctl_t u;
+  struct iovec iov = { (void *)(uintptr_t)buf, len };
+  struct msghdr m;
+  memset(&m, 0, sizeof(m));
+  m.msg_name = (void *)(uintptr_t)to;
+  m.msg_namelen = to ? tolen : 0;
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  set_segsize(&m, &u, segsize);
   ssize_t n;
   do n = sendmsg(fd, &m, 0);
   while (n < 0 && errno == EINTR);

@@ -38,4 +38,21 @@ int vcg__udp_send_gso(int fd, const struct sockaddr *to, socklen_t tolen,
 size_t vcg__udp_send_each(int fd, const struct sockaddr *to, socklen_t tolen,
                           const uint8_t *buf, size_t len, size_t segsize);
 
+/* A run of datagrams to one peer, as for vcg__udp_send_gso(). */
+typedef struct vcg__udp_run {
+  const struct sockaddr *to;
+  socklen_t tolen;
+  const uint8_t *buf;
+  size_t len, segsize;
+} vcg__udp_run_t;
+
+#define VCG_UDP_RUNS_MAX 64
+
+/* One sendmmsg for up to VCG_UDP_RUNS_MAX runs (to different peers), each
+ * one GSO message: the runs of many connections in one system call.
+ * Returns how many runs the kernel took, from the first; when it took
+ * none, the negative errno of the first (EAGAIN: the buffer is full; see
+ * vcg__udp_gso_unsupported()). */
+int vcg__udp_send_runs(int fd, const vcg__udp_run_t *runs, size_t n);
+
 #endif

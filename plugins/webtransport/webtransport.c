@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <gnutls/crypto.h>
@@ -49,21 +50,30 @@ typedef struct vcg_wt_conf {
   int64_t max_concurrent_streams;
 } vcg_wt_conf_t;
 
-/* Process-wide state: made in init(), read-only afterwards, shared by all
- * workers' instances. */
+/* Process-wide state: made in init(), shared by all workers' instances.
+ * Only the credentials change afterwards (a reload), under `lock`. */
 struct vcg_plugin_state {
   const vcg_host_api_t *host;
-  vcg__wt_tls_t tls;
+  gnutls_priority_t prio;
   uint8_t reset_secret[WT_RESET_SECRET_LEN]; /* stateless reset token key */
   uint8_t token_secret[WT_TOKEN_SECRET_LEN]; /* Retry token key */
+  pthread_mutex_t lock;
+  vcg__wt_cred_t *cred;        /* one reference: what new handshakes get */
+  char *hash_path;             /* cert_hash_file last written (owned) */
+  /* Every worker takes every reload, in order: the first to take reload
+   * number `epoch` loads the certificate for all, the others find the
+   * outcome here (so all workers present the same certificate). */
+  unsigned epoch;
+  int epoch_rc;
 };
 
 /* Per-worker instance: the layers of the data path. */
 struct vcg_instance {
   const vcg_host_api_t *host;
   vcg_plugin_state_t *st;
-  const vcg_wt_conf_t *conf;
+  const vcg_wt_conf_t *conf;   /* the current generation's (host-owned) */
   vcg_worker_t *w;
+  unsigned epoch;              /* reloads this worker has taken */
   int connset_inited;
   vcg_stopped_cb stop_cb;
   wt_connset_t cs;             /* connections (and through them sessions) */
@@ -74,9 +84,9 @@ static const vcg_option_t wt_options[] = {
   VCG_OPTION_STRING(vcg_wt_conf_t, listen, "listen", "127.0.0.1:4433",
                     "UDP address to serve on: 127.0.0.1:4433 or [::1]:4433; a comma-separated list serves several"),
   VCG_OPTION_INT(vcg_wt_conf_t, idle_timeout, "idle_timeout", 30000, 1000, 600000,
-                 "QUIC idle timeout in milliseconds"),
+                 "QUIC idle timeout in milliseconds (a reload applies it to new connections)"),
   VCG_OPTION_STRING(vcg_wt_conf_t, tls_cert, "tls_cert", NULL,
-                    "PEM certificate chain; without tls_cert and tls_key a 10-day ECDSA certificate is generated"),
+                    "PEM certificate chain; without tls_cert and tls_key a 10-day ECDSA certificate is generated; read again at every reload, for new handshakes"),
   VCG_OPTION_STRING(vcg_wt_conf_t, tls_key, "tls_key", NULL, "PEM private key for tls_cert"),
   VCG_OPTION_INT(vcg_wt_conf_t, max_sessions, "max_sessions", 10000, 1, 1000000,
                  "most concurrent QUIC connections (one WebTransport session each) per worker"),
@@ -221,6 +231,14 @@ static int write_hash_file(const char *path, const char *hex, char *why, size_t 
   return 0;
 }
 
+static void state_free(vcg_plugin_state_t *st) {
+  if (st->prio) gnutls_priority_deinit(st->prio);
+  vcg__wt_cred_unref(st->cred);
+  free(st->hash_path);
+  pthread_mutex_destroy(&st->lock);
+  free(st);
+}
+
 static int wt_init(const vcg_host_api_t *host, const void *vconf,
                    vcg_plugin_state_t **out) {
   const vcg_wt_conf_t *conf = vconf;
@@ -229,35 +247,82 @@ static int wt_init(const vcg_host_api_t *host, const void *vconf,
   vcg_plugin_state_t *st = calloc(1, sizeof(*st));
   if (!st) return VCG_ENOMEM;
   st->host = host;
+  pthread_mutex_init(&st->lock, NULL);
   /* One certificate and one reset secret for the whole process: every
    * worker must present the same certificate (its hash is pinned by
    * pages) and answer stateless resets for its siblings' connections. */
   if (gnutls_rnd(GNUTLS_RND_KEY, st->reset_secret, sizeof(st->reset_secret)) != 0 ||
       gnutls_rnd(GNUTLS_RND_KEY, st->token_secret, sizeof(st->token_secret)) != 0) {
     host->log(NULL, NULL, VCG_LOG_ERROR, "no random bytes for the reset and token secrets");
-    free(st);
+    state_free(st);
     return VCG_EIO;
   }
-  if ((rc = vcg__wt_tls_init(&st->tls, conf->tls_cert, conf->tls_key, err, sizeof(err))) != 0) {
+  if ((rc = vcg__wt_prio_init(&st->prio, err, sizeof(err))) != 0 ||
+      (rc = vcg__wt_cred_new(conf->tls_cert, conf->tls_key, &st->cred, err, sizeof(err))) != 0) {
     host->log(NULL, NULL, VCG_LOG_ERROR, "TLS: %s", err);
-    free(st);
+    state_free(st);
     return rc;
   }
   if (conf->cert_hash_file &&
-      (rc = write_hash_file(conf->cert_hash_file, st->tls.hash_hex, err, sizeof(err))) != 0) {
-    host->log(NULL, NULL, VCG_LOG_ERROR, "cert_hash_file: %s", err);
-    vcg__wt_tls_free(&st->tls);
-    free(st);
-    return rc;
+      ((rc = write_hash_file(conf->cert_hash_file, st->cred->hash_hex, err, sizeof(err))) != 0 ||
+       !(st->hash_path = strdup(conf->cert_hash_file)))) {
+    host->log(NULL, NULL, VCG_LOG_ERROR, "cert_hash_file: %s", rc ? err : "out of memory");
+    state_free(st);
+    return rc ? rc : VCG_ENOMEM;
   }
   *out = st;
   return 0;
 }
 
 static void wt_fini(vcg_plugin_state_t *st) {
-  if (!st) return;
-  vcg__wt_tls_free(&st->tls);
-  free(st);
+  if (st) state_free(st);
+}
+
+/* The credentials of reload number `epoch` for conf, loaded by the first
+ * worker that asks (st->lock held).  The certificate files are read again
+ * at every reload, changed options or not (a certificate renewed in place
+ * keeps its file names); the same certificate keeps the credentials it
+ * has.  A generated certificate stays as long as no tls_cert is set. */
+static int load_cred_locked(vcg_plugin_state_t *st, vcg_worker_t *w, const vcg_wt_conf_t *conf) {
+  const vcg_host_api_t *host = st->host;
+  char err[512];
+  vcg__wt_cred_t *nc = NULL;
+  int rc;
+  if (conf->tls_cert || !st->cred->generated) {
+    if ((rc = vcg__wt_cred_new(conf->tls_cert, conf->tls_key, &nc, err, sizeof(err))) != 0) {
+      host->log(w, NULL, VCG_LOG_ERROR, "reload: TLS: %s; the previous certificate stays", err);
+      return rc;
+    }
+    if (!nc->generated && !st->cred->generated && strcmp(nc->hash_hex, st->cred->hash_hex) == 0) {
+      vcg__wt_cred_unref(nc); /* unchanged */
+      nc = NULL;
+    }
+  }
+  const char *hex = nc ? nc->hash_hex : st->cred->hash_hex;
+  const char *path = conf->cert_hash_file;
+  if (path && (nc || !st->hash_path || strcmp(st->hash_path, path) != 0)) {
+    char *copy = strdup(path);
+    rc = copy ? write_hash_file(path, hex, err, sizeof(err)) : VCG_ENOMEM;
+    if (rc != 0) {
+      host->log(w, NULL, VCG_LOG_ERROR, "reload: cert_hash_file: %s; the previous certificate stays",
+                copy ? err : "out of memory");
+      free(copy);
+      vcg__wt_cred_unref(nc);
+      return rc;
+    }
+    free(st->hash_path);
+    st->hash_path = copy;
+  }
+  if (nc) {
+    /* Connections keep the credentials they were made with (their own
+     * reference); the old ones go with the last of them. */
+    vcg__wt_cred_unref(st->cred);
+    st->cred = nc;
+    host->info_set(w, "webtransport.cert_sha256", hex);
+    host->log(w, NULL, VCG_LOG_INFO, "reload: new handshakes use certificate sha-256 %s (%s)", hex,
+              nc->generated ? "generated" : conf->tls_cert);
+  }
+  return 0;
 }
 
 static void inst_stopped(void *ud) {
@@ -274,6 +339,32 @@ static void inst_stop(vcg_instance_t *inst) {
   vcg__wt_ep_stop(&inst->ep, inst_stopped, inst);
 }
 
+/* What the layers take from the options (and the core's message size). */
+static void conn_conf(const vcg_instance_t *inst, wt_conn_conf_t *cc) {
+  const vcg_wt_conf_t *conf = inst->conf;
+  size_t max_msg = inst->host->max_message_size(inst->w);
+  if (max_msg == 0) max_msg = 1u << 20;
+  *cc = (wt_conn_conf_t){
+    .idle_timeout_ms = (uint64_t)conf->idle_timeout,
+    .handshake_timeout_ms = (uint64_t)conf->handshake_timeout,
+    .max_sessions = (size_t)conf->max_sessions,
+    .max_msg = max_msg,
+    .max_client_streams = (uint64_t)conf->max_client_streams,
+    .connection_window = (uint64_t)conf->connection_window,
+    .max_concurrent_streams = (uint64_t)conf->max_concurrent_streams,
+  };
+}
+
+static void ep_conf(const vcg_instance_t *inst, wt_endpoint_conf_t *ec) {
+  const vcg_wt_conf_t *conf = inst->conf;
+  *ec = (wt_endpoint_conf_t){
+    .retry = retry_mode(conf->retry),
+    .retry_threshold = (size_t)conf->retry_threshold,
+    .max_half_open_per_address = (size_t)conf->max_half_open_per_address,
+    .token_secret = inst->st->token_secret,
+  };
+}
+
 static int wt_start(const vcg_host_api_t *host, vcg_plugin_state_t *st,
                     const void *vconf, vcg_worker_t *w, vcg_instance_t **out) {
   const vcg_wt_conf_t *conf = vconf;
@@ -284,32 +375,23 @@ static int wt_start(const vcg_host_api_t *host, vcg_plugin_state_t *st,
   inst->st = st;
   inst->conf = conf;
   inst->w = w;
-  size_t max_msg = host->max_message_size(w);
-  if (max_msg == 0) max_msg = 1u << 20;
-  wt_conn_conf_t cc = {
-    .idle_timeout_ms = (uint64_t)conf->idle_timeout,
-    .handshake_timeout_ms = (uint64_t)conf->handshake_timeout,
-    .max_sessions = (size_t)conf->max_sessions,
-    .max_msg = max_msg,
-    .max_client_streams = (uint64_t)conf->max_client_streams,
-    .connection_window = (uint64_t)conf->connection_window,
-    .max_concurrent_streams = (uint64_t)conf->max_concurrent_streams,
-  };
+  wt_conn_conf_t cc;
+  conn_conf(inst, &cc);
   /* The endpoint hands datagrams to the connection layer. */
   wt_endpoint_cb_t ecb = {
     .packet = vcg__wt_conn_packet,
     .accept = vcg__wt_conn_accept,
     .ud = &inst->cs,
   };
-  wt_endpoint_conf_t econf = {
-    .retry = retry_mode(conf->retry),
-    .retry_threshold = (size_t)conf->retry_threshold,
-    .max_half_open_per_address = (size_t)conf->max_half_open_per_address,
-    .token_secret = st->token_secret,
-  };
+  wt_endpoint_conf_t econf;
+  ep_conf(inst, &econf);
   int rc = vcg__wt_ep_init(&inst->ep, host, w, st->reset_secret, &econf, &ecb);
   if (rc == 0) {
-    rc = vcg__wt_connset_init(&inst->cs, host, w, &inst->ep, &st->tls, &vcg__wt_session_cb, &cc);
+    pthread_mutex_lock(&st->lock);
+    vcg__wt_cred_t *cred = vcg__wt_cred_ref(st->cred);
+    pthread_mutex_unlock(&st->lock);
+    rc = vcg__wt_connset_init(&inst->cs, host, w, &inst->ep, st->prio, cred, &vcg__wt_session_cb,
+                              &cc);
     inst->connset_inited = rc == 0;
   }
   if (rc == 0) rc = vcg__wt_ep_start(&inst->ep, conf->listen);
@@ -319,12 +401,42 @@ static int wt_start(const vcg_host_api_t *host, vcg_plugin_state_t *st,
     return rc;
   }
   if (host->worker_index(w) == 0) {
-    host->info_set(w, "webtransport.cert_sha256", st->tls.hash_hex);
-    host->log(w, NULL, VCG_LOG_INFO, "certificate sha-256 %s (%s)", st->tls.hash_hex,
-              st->tls.generated ? "generated, valid 10 days: pass it as serverCertificateHashes"
-                                : "from tls_cert");
+    const vcg__wt_cred_t *cr = inst->cs.cred;
+    host->info_set(w, "webtransport.cert_sha256", cr->hash_hex);
+    host->log(w, NULL, VCG_LOG_INFO, "certificate sha-256 %s (%s)", cr->hash_hex,
+              cr->generated ? "generated, valid 10 days: pass it as serverCertificateHashes"
+                            : "from tls_cert");
   }
   *out = inst;
+  return 0;
+}
+
+/* SIGHUP, on this worker's loop, with the new generation's conf (checked
+ * by configure() on the main thread: the certificate files loaded then).
+ * Everything but `listen` applies: the Retry and half-open limits and
+ * max_sessions at once, the handshake's settings (timeouts, windows,
+ * stream limits, core.max_message_size) to connections made from now on,
+ * and the certificate to new handshakes while live sessions keep theirs.
+ * Nothing applies when the certificate cannot be loaded after all. */
+static int wt_reload(vcg_instance_t *inst, const void *vconf) {
+  vcg_plugin_state_t *st = inst->st;
+  const vcg_wt_conf_t *conf = vconf;
+  int rc = 0;
+  inst->epoch++;
+  pthread_mutex_lock(&st->lock);
+  if (st->epoch != inst->epoch) {
+    st->epoch = inst->epoch;
+    st->epoch_rc = load_cred_locked(st, inst->w, conf);
+  }
+  rc = st->epoch_rc;
+  vcg__wt_cred_t *cred = rc == 0 ? vcg__wt_cred_ref(st->cred) : NULL;
+  pthread_mutex_unlock(&st->lock);
+  if (rc != 0) return rc;
+  inst->conf = conf; /* the previous generation is freed after the reload */
+  wt_conn_conf_t cc;
+  conn_conf(inst, &cc);
+  vcg__wt_connset_reconf(&inst->cs, &cc, cred);
+  ep_conf(inst, &inst->ep.conf);
   return 0;
 }
 
@@ -359,12 +471,16 @@ static const vcg_transport_ops_t wt_ops = {
   .configure = wt_configure,
   .init = wt_init,
   .start = wt_start,
+  .reload = wt_reload,
   .drain = wt_drain,
   .stop = wt_stop,
   .fini = wt_fini,
   .send = wt_send,
   .close = wt_close,
 };
+
+/* A socket bound at start stays bound: a new address needs a restart. */
+static const char *const wt_restart_options[] = { "listen", NULL };
 
 static const vcg_plugin_t wt_plugin = VCG_PLUGIN_DESCRIPTOR(
   .name = "webtransport",
@@ -374,6 +490,7 @@ static const vcg_plugin_t wt_plugin = VCG_PLUGIN_DESCRIPTOR(
   .options = wt_options,
   .conf_size = sizeof(vcg_wt_conf_t),
   .transport = &wt_ops,
+  .restart_options = wt_restart_options,
 );
 
 VCG_PLUGIN_DEFINE(wt_plugin)

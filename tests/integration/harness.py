@@ -843,6 +843,27 @@ def cpu_seconds(pid):
 
 # ------------------------------------------------------------------ raw socket
 
+def ws_frame(opcode, payload=b"", fin=True, masked=True, rsv=0, length=None, width=None):
+    """The bytes of one client frame, correct or deliberately not: length
+    overrides the declared payload length, width (7, 16 or 64) forces the
+    length encoding, rsv sets the reserved bits (1..7)."""
+    n = len(payload) if length is None else length
+    if width is None:
+        width = 7 if n < 126 else 16 if n < 65536 else 64
+    b0 = (0x80 if fin else 0) | (rsv & 7) << 4 | opcode
+    m = 0x80 if masked else 0
+    if width == 7:
+        hdr = struct.pack("!BB", b0, m | n)
+    elif width == 16:
+        hdr = struct.pack("!BBH", b0, m | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", b0, m | 127, n)
+    if not masked:
+        return hdr + payload
+    key = os.urandom(4)
+    return hdr + key + bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+
+
 class RawClient:
     """A WebSocket client on a plain socket, for tests that must misbehave:
     completes the handshake, then does only what the test asks."""
@@ -856,12 +877,14 @@ class RawClient:
         self.eof = False
 
     @classmethod
-    def connect(cls, port, path, rcvbuf=None, timeout=5):
+    def connect(cls, port, path, rcvbuf=None, timeout=5, ssl_ctx=None):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.settimeout(timeout)
         s.connect(("127.0.0.1", port))
+        if ssl_ctx is not None:
+            s = ssl_ctx.wrap_socket(s, server_hostname="127.0.0.1")
         key = base64.b64encode(os.urandom(16)).decode()
         req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"

@@ -88,3 +88,66 @@ def test_readme_documents_every_option_with_its_default():
                 problems.append("%s.%s: README says %s, vcgate -P says %s"
                                 % (section, name, doc[name], real[name]))
     assert not problems, "\n".join(problems)
+
+
+SAMPLE = os.path.join(H.TOP, "conf", "vcgate.conf")
+# Sample values that are examples, not defaults (checked by name only).
+SAMPLE_EXAMPLES = {("core", "plugin_dir"), ("websocket", "webroot"), ("nats", "servers")}
+
+
+def sample_sections():
+    """{section: {option: value text}} from conf/vcgate.conf, commented
+    options included (they document defaults that are "unset")."""
+    out = {"core": {}, "websocket": {}, "webtransport": {}, "nats": {}}
+    cur = None
+    text = open(SAMPLE, encoding="utf-8").read()
+    for line in text.splitlines():
+        s = line.strip().lstrip("#").strip()
+        if line.startswith("core = {"):
+            cur = "core"
+        elif line.startswith("transports"):
+            cur = None
+        elif 'plugin = "websocket"' in s:
+            cur = "websocket"
+        elif 'plugin = "webtransport"' in s:
+            cur = "webtransport"
+        elif 'plugin = "nats"' in s:
+            cur = "nats"
+        elif line.startswith("bus = {"):
+            cur = None
+        if cur is None:
+            continue
+        for name, value in re.findall(r"\b([a-z_0-9]+) = ([^;]*);", s):
+            if name in ("plugin", "admin"):
+                continue
+            out[cur].setdefault(name, value)
+        if cur == "core" and "admin = { listen" in s:
+            out[cur]["admin.listen"] = "example"
+    return out
+
+
+def test_sample_config_shows_every_option_with_its_default():
+    """conf/vcgate.conf lists every option of the binary, with its default
+    (unset ones as commented examples), and nothing unknown."""
+    H.require_plugins("websocket")
+    sample = sample_sections()
+    problems = []
+    for section in ("core", "websocket", "webtransport", "nats"):
+        if section != "core" and not H.plugin_built(section):
+            continue
+        real = binary_table(section)
+        doc = sample[section]
+        for name in sorted(set(real) - set(doc)):
+            problems.append("%s.%s is missing from conf/vcgate.conf" % (section, name))
+        for name in sorted(set(doc) - set(real) - {"admin.listen"}):
+            problems.append("%s.%s in conf/vcgate.conf is unknown to vcgate" % (section, name))
+        for name in sorted(set(doc) & set(real)):
+            if (section, name) in SAMPLE_EXAMPLES or normalise(real[name]) == "unset":
+                continue
+            if normalise(doc[name]) != normalise(real[name]):
+                problems.append("%s.%s: conf/vcgate.conf says %s, vcgate -P says %s"
+                                % (section, name, doc[name], real[name]))
+    cp = H.run_vcgate(["-t", "-c", SAMPLE])
+    if cp.returncode != 0 and "not found" not in cp.stderr:
+        problems.append("vcgate -t refuses the sample: " + cp.stderr.strip())
+    assert not problems, "\n".join(problems)

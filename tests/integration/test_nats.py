@@ -347,6 +347,31 @@ async def test_three_gates_one_server_exactly_once():
 
 
 @H.timeout(120)
+async def test_batch_mode_exactly_once_and_fewer_messages():
+    """batch = true: a worker packs a loop turn's packets of a room into one
+    NATS message on vcgate.{room}; every member still gets every packet
+    exactly once, in order per sender, and NATS carries fewer messages than
+    packets."""
+    nats = NatsServer().start()
+    gates = []
+    clients = []
+    try:
+        gates = [_start_gate([nats.url], batch=True) for _ in range(2)]
+        clients = await _spread_clients(gates, nrooms=2, per_room=6)
+        await _mesh_ready(clients)
+        before = nats.varz("varz")["in_msgs"]
+        await _relay_check(clients, nmsgs=40)
+        msgs = nats.varz("varz")["in_msgs"] - before
+        packets = len(clients) * 40
+        print("batch: %d packets crossed in %d NATS messages" % (packets, msgs))
+        assert 0 < msgs < packets, "batching did not reduce messages: %d for %d" % (msgs, packets)
+        for g in gates:
+            g.assert_alive()
+    finally:
+        await _teardown(clients, gates, [nats])
+
+
+@H.timeout(120)
 async def test_three_node_cluster_one_gate_per_node():
     nodes = []
     gates = []

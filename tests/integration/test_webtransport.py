@@ -111,6 +111,11 @@ def test_wt_two_workers_share_certificate_and_room():
     _scenario("workers")
 
 
+@h.timeout(120)
+def test_wt_reload_swaps_certificate_for_new_handshakes_only():
+    _scenario("reload_cert")
+
+
 def _wt_config(d, **opts):
     wt = {"plugin": "webtransport", "listen": "127.0.0.1:%d" % h.free_port(socket.SOCK_DGRAM)}
     wt.update(opts)
@@ -118,11 +123,7 @@ def _wt_config(d, **opts):
 
 
 def _openssl_pair(d, name):
-    cert, key = os.path.join(d, name + ".crt"), os.path.join(d, name + ".key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "1", "-subj", "/CN=vcgate-test"],
-                   check=True, capture_output=True, timeout=20)
+    cert, key, _ = wts.openssl_pair(d, name)
     return cert, key
 
 

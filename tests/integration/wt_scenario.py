@@ -11,11 +11,14 @@ bounded.  Output ends with `ok - NAME` or `not ok - NAME: reason`.
 
 import asyncio
 import base64
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -143,7 +146,8 @@ class Gateway:
         wt.update(wt_opts or {})
         c = {"log_level": "info", "workers": workers}
         c.update(core or {})
-        self.srv = h.start_vcgate(core=c, transports=[h.ws_transport(self.ws_port, **(ws_opts or {})), wt])
+        self.core, self.transports = c, [h.ws_transport(self.ws_port, **(ws_opts or {})), wt]
+        self.srv = h.start_vcgate(core=c, transports=self.transports)
         with open(self.hash_file) as f:
             self.hash = f.read().strip()
         if len(self.hash) != 64:
@@ -151,6 +155,22 @@ class Gateway:
 
     def url(self, user, room):
         return "https://127.0.0.1:%d/lobby/%s/%s" % (self.wt_port, user, room)
+
+    def reload(self, what="reload: configuration applied", wt_opts=None):
+        """SIGHUP (with the webtransport options changed by wt_opts, when
+        given) and wait for one more `what` in the log."""
+        if wt_opts:
+            wt = dict(self.transports[1], **wt_opts)
+            with open(self.srv.conf_path, "w") as f:
+                f.write(h.config_text(self.core, [self.transports[0], wt]))
+        n = self.srv.log().count(what)
+        self.srv.signal(signal.SIGHUP)
+        if not h.wait_until(lambda: self.srv.log().count(what) > n, 10):
+            raise h.TestFailure("SIGHUP: no %r in the log:\n%s" % (what, self.srv.log_tail()))
+
+    def served_hash(self):
+        with open(self.hash_file) as f:
+            return f.read().strip()
 
     def stop(self):
         self.srv.stop()
@@ -169,8 +189,9 @@ class WtSession:
         self.closed = None
         self.stream_errors = 0
 
-    async def open(self, gw, expect_ok=True):
-        r = await self.br.call("wtOpen", self.id, gw.url(self.user, self.room), gw.hash)
+    async def open(self, gw, expect_ok=True, cert_hash=None):
+        r = await self.br.call("wtOpen", self.id, gw.url(self.user, self.room),
+                               cert_hash or gw.hash)
         if expect_ok and not r.get("ok"):
             raise h.TestFailure("%s: WebTransport did not open: %s" % (self.id, r.get("error")))
         if not r.get("ok"):
@@ -781,7 +802,96 @@ async def scenario_lobby_table():
         gw.stop()
 
 
+def openssl_pair(d, name):
+    """A fresh ECDSA P-256 certificate (valid one day, as Chromium's
+    serverCertificateHashes needs) and key in d; returns (cert, key, sha256
+    of the certificate's DER in hex)."""
+    cert, key = os.path.join(d, name + ".crt"), os.path.join(d, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=vcgate-test",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=20)
+    with open(cert) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    return cert, key, hashlib.sha256(der).hexdigest()
+
+
+async def scenario_reload_cert():
+    """SIGHUP re-reads tls_cert/tls_key: a live session (made with
+    certificate A) keeps relaying, the next handshake presents certificate B
+    (a page pinning only A's hash fails, one pinning B's opens) and
+    cert_hash_file says B.  A reload whose certificate cannot be loaded, or
+    that changes `listen`, is refused as a whole and B keeps serving."""
+    d = h.tmpdir("vcgate-wtcert-")
+    a_crt, a_key, a_hash = openssl_pair(d, "a")
+    b_crt, b_key, b_hash = openssl_pair(d, "b")
+    live_crt, live_key = os.path.join(d, "live.crt"), os.path.join(d, "live.key")
+    shutil.copy(a_crt, live_crt)
+    shutil.copy(a_key, live_key)
+    # Two workers: each swaps its own pointer to the shared credentials.
+    gw = Gateway(workers=2, wt_opts={"tls_cert": live_crt, "tls_key": live_key})
+    br = Browser(os.path.join(gw.dir, "browser.log"))
+    try:
+        if gw.hash != a_hash:
+            raise h.TestFailure("cert_hash_file %s, want A's %s" % (gw.hash, a_hash))
+        await br.start()
+        s1 = WtSession(br, "s1", "u1", "rl")
+        s2 = WtSession(br, "s2", "u2", "rl")
+        await s1.open(gw, cert_hash=a_hash)
+        await s2.open(gw, cert_hash=a_hash)
+        # cert-manager renews in place: same file names, new content.
+        for src, dst in ((b_crt, live_crt), (b_key, live_key)):
+            shutil.copy(src, dst + ".new")
+            os.replace(dst + ".new", dst)
+        gw.reload()
+        if "new handshakes use certificate sha-256 " + b_hash not in gw.srv.log():
+            raise h.TestFailure("no certificate swap logged:\n" + gw.srv.log_tail())
+        if gw.served_hash() != b_hash:
+            raise h.TestFailure("cert_hash_file holds %s after the reload, want B's" % gw.served_hash())
+
+        async def relay(src, dst, seq):
+            t = tag(src.id, "r", seq)
+            await src.send_stream(h.encode_wrapper(h.PT_MEDIA, src.user.encode(),
+                                                   h.encode_media(h.MT_VIDEO, t)))
+            await dst.wait_for(lambda: t.decode() in {untag(p) for _, p in dst.client_packets()},
+                               10, "%s from %s" % (t.decode(), src.id))
+
+        await relay(s1, s2, 0)  # the live session, certificate A, carries on
+        await relay(s2, s1, 1)
+        old = WtSession(br, "old", "u3", "rl")
+        r = await old.open(gw, expect_ok=False, cert_hash=a_hash)
+        if r.get("ok"):
+            raise h.TestFailure("a page pinning only A's hash opened a session after the reload")
+        s4 = WtSession(br, "s4", "u4", "rl")
+        await s4.open(gw, cert_hash=b_hash)
+        await relay(s4, s1, 2)
+        await relay(s1, s4, 3)
+
+        # A new listen address is refused by name; nothing changes.
+        gw.reload("reload failed: still serving", {"listen": "127.0.0.1:%d" % h.free_port(socket.SOCK_DGRAM)})
+        if "transports[1].listen: changed from" not in gw.srv.log():
+            raise h.TestFailure("listen change not named:\n" + gw.srv.log_tail())
+        # An unloadable certificate: the reload fails as a whole, B stays.
+        with open(live_crt, "w") as f:
+            f.write("not a certificate\n")
+        gw.reload("reload failed: still serving", {"idle_timeout": 20000})
+        if not re.search(r"reload failed: \S+:\d+: transports\[1\]\.tls_cert: not a loadable ", gw.srv.log()):
+            raise h.TestFailure("no 'reload failed: FILE:LINE: transports[1].tls_cert:' in the log:\n" + gw.srv.log_tail())
+        if gw.served_hash() != b_hash:
+            raise h.TestFailure("cert_hash_file changed by a failed reload")
+        s5 = WtSession(br, "s5", "u5", "rl")
+        await s5.open(gw, cert_hash=b_hash)
+        await relay(s5, s2, 4)
+        print("reload_cert: live session on A kept relaying, next handshake presented B "
+              "(A-only page refused, B-only page opened), bad certificate and new listen refused")
+    finally:
+        await br.close()
+        gw.stop()
+
+
 SCENARIOS = {
+    "reload_cert": scenario_reload_cert,
     "lobby_table": scenario_lobby_table,
     "relay": scenario_relay,
     "big": scenario_big,

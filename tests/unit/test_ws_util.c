@@ -80,6 +80,15 @@ TEST(request_line_malformed) {
   CHECK_EQ(line("\r\nGET / HTTP/1.1\r\n", t, sizeof t, NULL), VCG_EINVAL);
 }
 
+TEST(head_length) {
+  const char *a = "GET / HTTP/1.1\r\nHost: x\r\n\r\nFRAME";
+  CHECK_EQ(vcg__ws_head_len(a, strlen(a)), strlen(a) - 5);
+  CHECK_EQ(vcg__ws_head_len("GET / HTTP/1.1\n\n", 16), 16);
+  CHECK_EQ(vcg__ws_head_len("GET / HTTP/1.1\r\nHost: x\r\n\r", 27), 0);
+  CHECK_EQ(vcg__ws_head_len("GET / HTTP/1.1\r\n", 16), 0);
+  CHECK_EQ(vcg__ws_head_len("", 0), 0);
+}
+
 TEST(target_check_what_lws_cannot_parse) {
   CHECK(vcg__ws_target_check("/lobby/a%40b/r?token=x%2By", 26) == NULL, "good escapes pass");
   CHECK(vcg__ws_target_check("/lobby/a%zzb/r", 14) != NULL, "non-hex after %%");
@@ -177,6 +186,91 @@ TEST(etag_matching) {
   CHECK(!vcg__ws_etag_match("", "\"1-2\""), "empty");
 }
 
+/* ------------------------------------------------------------ RFC 6455 */
+
+TEST(handshake_key) {
+  CHECK(vcg__ws_key_ok("dGhlIHNhbXBsZSBub25jZQ=="), "RFC 6455's example key");
+  CHECK(!vcg__ws_key_ok("dGhlIHNhbXBsZSBub25jZQ="), "too short");
+  CHECK(!vcg__ws_key_ok("dGhlIHNhbXBsZSBub25jZR=="), "non-zero pad bits");
+  CHECK(!vcg__ws_key_ok("dGhlIHNhbXBsZSBub25j*Q=="), "not base64");
+  CHECK(!vcg__ws_key_ok("dGhlIHNhbXBsZSBub25jZQ==="), "too long");
+  CHECK(!vcg__ws_key_ok("c2hvcnQ="), "decodes to 5 bytes");
+  CHECK(!vcg__ws_key_ok(""), "empty");
+}
+
+TEST(utf8) {
+  static const struct { const char *s; int ok; } cases[] = {
+    { "plain ascii", 1 }, { "\xc3\xa9t\xc3\xa9", 1 }, { "\xe2\x82\xac", 1 },
+    { "\xf0\x9f\x98\x80", 1 }, { "\xf4\x8f\xbf\xbf", 1 },       /* U+10FFFF */
+    { "\xc0\xaf", 0 }, { "\xe0\x80\xaf", 0 }, { "\xf0\x80\x80\xaf", 0 }, /* overlong */
+    { "\xed\xa0\x80", 0 },                                     /* surrogate */
+    { "\xf4\x90\x80\x80", 0 },                                /* > U+10FFFF */
+    { "\x80", 0 }, { "\xc3", 0 }, { "\xe2\x82", 0 }, { "\xff", 0 },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    CHECK(vcg__ws_utf8_ok((const uint8_t *)cases[i].s, strlen(cases[i].s)) == cases[i].ok,
+          "case %zu", i);
+}
+
+TEST(close_answers) {
+  CHECK_EQ(vcg__ws_close_answer((const uint8_t *)"", 0), 1000);
+  CHECK_EQ(vcg__ws_close_answer((const uint8_t *)"\x03", 1), 1002);          /* one byte */
+  CHECK_EQ(vcg__ws_close_answer((const uint8_t *)"\x03\xe8" "bye", 5), 1000);
+  CHECK_EQ(vcg__ws_close_answer((const uint8_t *)"\x0f\xa0", 2), 4000);
+  CHECK_EQ(vcg__ws_close_answer((const uint8_t *)"\x13\x88", 2), 1002);      /* 5000 */
+  CHECK_EQ(vcg__ws_close_answer((const uint8_t *)"\xff\xff", 2), 1002);      /* 65535 */
+  CHECK_EQ(vcg__ws_close_answer((const uint8_t *)"\x03\xed", 2), 1002);      /* 1005 */
+  CHECK_EQ(vcg__ws_close_answer((const uint8_t *)"\x03\xe7", 2), 1002);      /* 999 */
+  CHECK_EQ(vcg__ws_close_answer((const uint8_t *)"\x03\xe8\xc0\xaf", 4), 1007);
+}
+
+static long hdr(const char *bytes, size_t n, vcg__ws_frame_t *f, const char **why) {
+  *why = NULL;
+  return vcg__ws_frame_header((const uint8_t *)bytes, n, f, why);
+}
+
+TEST(frame_headers_good) {
+  vcg__ws_frame_t f;
+  const char *why;
+  CHECK_EQ(hdr("\x82\x85" "abcd", 6, &f, &why), 6);
+  CHECK(f.fin == 1 && f.opcode == 2 && f.len == 5 && memcmp(f.mask, "abcd", 4) == 0, "small");
+  CHECK_EQ(hdr("\x02\xfe\x01\x00" "abcd", 8, &f, &why), 8);
+  CHECK(f.fin == 0 && f.len == 256, "16-bit length, not final");
+  CHECK_EQ(hdr("\x80\xff\x00\x00\x00\x00\x00\x01\x00\x00" "abcd", 14, &f, &why), 14);
+  CHECK(f.opcode == 0 && f.len == 65536, "64-bit length continuation");
+  CHECK_EQ(hdr("\x89\x80" "abcd", 6, &f, &why), 6);
+  CHECK(f.opcode == 9 && f.len == 0, "empty ping");
+  CHECK_EQ(hdr("\x82\xfe\x01", 3, &f, &why), 0);        /* needs more */
+  CHECK_EQ(hdr("\x82\x85" "abc", 5, &f, &why), 0);
+}
+
+TEST(frame_headers_refused) {
+  vcg__ws_frame_t f;
+  const char *why;
+  CHECK_EQ(hdr("\x82\x05", 2, &f, &why), VCG_EINVAL);
+  CHECK(why && strstr(why, "unmasked"), "unmasked: %s", why);
+  CHECK_EQ(hdr("\xc2\x85", 2, &f, &why), VCG_EINVAL);     /* RSV1 */
+  CHECK_EQ(hdr("\x83\x85", 2, &f, &why), VCG_EINVAL);     /* opcode 3 */
+  CHECK_EQ(hdr("\x8b\x85", 2, &f, &why), VCG_EINVAL);     /* opcode 11 */
+  CHECK_EQ(hdr("\x09\x85", 2, &f, &why), VCG_EINVAL);     /* fragmented ping */
+  CHECK_EQ(hdr("\x89\xfe", 2, &f, &why), VCG_EINVAL);     /* 126-byte ping */
+  CHECK(why && strstr(why, "125"), "control length: %s", why);
+  CHECK_EQ(hdr("\x82\xff\x80\x00\x00\x00\x00\x00\x00\x00" "abcd", 14, &f, &why), VCG_EINVAL);
+  CHECK(why && strstr(why, "2^63"), "top bit: %s", why);
+  CHECK_EQ(hdr("\x82\xfe\x00\x10" "abcd", 8, &f, &why), VCG_EINVAL);     /* 16 in 16 bits */
+  CHECK_EQ(hdr("\x82\xff\x00\x00\x00\x00\x00\x00\x01\x00" "abcd", 14, &f, &why), VCG_EINVAL);
+}
+
+TEST(unmask_any_offset) {
+  uint8_t key[4] = { 1, 2, 3, 4 }, buf[40], ref[40];
+  for (int i = 0; i < 40; i++) buf[i] = ref[i] = (uint8_t)(i * 7);
+  vcg__ws_unmask(buf, 3, key, 0);          /* in two pieces, unaligned */
+  vcg__ws_unmask(buf + 3, 37, key, 3);
+  int ok = 1;
+  for (int i = 0; i < 40; i++) ok &= buf[i] == (uint8_t)(ref[i] ^ key[i & 3]);
+  CHECK(ok, "the key cycles across pieces and the 8-byte path");
+}
+
 int main(void) {
   RUN(listen_host_port, "host:port and [v6]:port parse");
   RUN(listen_any_address, ":port and *:port mean any address; port 0 lets the kernel choose");
@@ -184,6 +278,7 @@ int main(void) {
   RUN(request_line_target_raw, "the request line gives the target exactly as sent");
   RUN(request_line_incomplete, "no line end yet: wait for more");
   RUN(request_line_malformed, "not a request line: refused");
+  RUN(head_length, "a request's head ends at its empty line");
   RUN(target_check_what_lws_cannot_parse, "targets lws would drop or 403 are found first");
   RUN(rebuild_plain_path, "a decoded path with nothing to encode comes back unchanged");
   RUN(rebuild_space_is_plus, "a decoded space (from %20 or +) comes back as +");
@@ -193,6 +288,12 @@ int main(void) {
   RUN(mime_types, "static files get their type by extension, case-insensitive");
   RUN(file_paths, "no ., .. or hidden segments in a file path");
   RUN(etag_matching, "If-None-Match: exact, weak, lists, *");
+  RUN(handshake_key, "Sec-WebSocket-Key must be base64 of 16 bytes");
+  RUN(utf8, "UTF-8: overlong forms, surrogates, > U+10FFFF, truncation refused");
+  RUN(close_answers, "a client's close frame is echoed, or answered 1002/1007");
+  RUN(frame_headers_good, "client frame headers: lengths, fin, opcodes, more bytes needed");
+  RUN(frame_headers_refused, "unmasked, RSV, unknown opcode, long/fragmented control, 2^63, non-minimal");
+  RUN(unmask_any_offset, "unmasking continues the key across pieces");
   RUN(http_format_reply, "small replies: status, length, close, extra headers, bounded");
   return TAP_DONE();
 }
