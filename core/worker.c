@@ -66,8 +66,18 @@ static void on_drain_timeout(uv_timer_t *t) {
   }
 }
 
+/* The last session has gone while draining: stop, on the next loop turn.
+ * Not at once: the transport is still inside its session_closed() call,
+ * and stopping it there frees the connection it returns to (ASan caught
+ * the webtransport plugin's on_after_write reading its freed session). */
+static void on_drained(uv_timer_t *t) {
+  vcg__worker_t *w = t->data;
+  if (w->state == VCG__DRAINING) begin_stop(w);
+}
+
 void vcg__worker_session_gone(vcg__worker_t *w) {
-  if (w->state == VCG__DRAINING && w->nsessions == 0) begin_stop(w);
+  if (w->state == VCG__DRAINING && w->nsessions == 0)
+    uv_timer_start(&w->drain_timer, on_drained, 0, 0);
 }
 
 static void on_closed_handle(uv_handle_t *h) { (void)h; }

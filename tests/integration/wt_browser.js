@@ -17,12 +17,11 @@
 const http = require("http");
 const fs = require("fs");
 const path = require("path");
-const readline = require("readline");
 const { chromium } = require("playwright-core");
 
 const PAGE = fs.readFileSync(path.join(__dirname, "wt_page.html"));
 
-function out(o) { process.stdout.write(JSON.stringify(o) + "\n"); }
+const { out, serve } = require("./jsonl.js");
 
 async function main() {
   const server = http.createServer((req, res) => {
@@ -73,32 +72,14 @@ async function main() {
   await page.goto(target);
   out({ ready: true, page: target });
 
-  let pending = 0, closing = false;
-  async function finish() {
-    if (pending > 0) return;
+  // "reload": a fresh document.  Chromium throttles a document's
+  // WebTransport handshakes after a number of failures (against port
+  // scanning), so tests that are refused many times reload between.
+  serve((fn, a) => fn === "reload" ? page.reload().then(() => true)
+    : page.evaluate(([f, args]) => window[f](...args), [fn, a]), async () => {
     await browser.close().catch(() => {});
     server.close();
-    process.exit(0);
-  }
-  const rl = readline.createInterface({ input: process.stdin });
-  rl.on("line", async line => {
-    let m;
-    try { m = JSON.parse(line); } catch (e) { return; }
-    pending++;
-    try {
-      // "reload": a fresh document.  Chromium throttles a document's
-      // WebTransport handshakes after a number of failures (against port
-      // scanning), so tests that are refused many times reload between.
-      const r = m.fn === "reload" ? (await page.reload(), true)
-        : await page.evaluate(([fn, a]) => window[fn](...a), [m.fn, m.args || []]);
-      out({ id: m.id, result: r === undefined ? null : r });
-    } catch (e) {
-      out({ id: m.id, error: String(e) });
-    }
-    pending--;
-    if (closing) finish();
   });
-  rl.on("close", () => { closing = true; finish(); });
 }
 
 main().catch(e => { out({ fatal: String(e) }); process.exit(1); });

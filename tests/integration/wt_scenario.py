@@ -34,8 +34,11 @@ SYSTEM = h.SYSTEM_USER
 class Browser:
     """wt_browser.js as a subprocess: one JSON command per line."""
 
-    def __init__(self, log_path, page_url=None, console=False):
+    def __init__(self, log_path, page_url=None, console=False, script="wt_browser.js"):
         self.log_path = log_path
+        # The driver: wt_browser.js (one page, window functions as commands)
+        # or another script speaking the same JSON lines (web_browser.js).
+        self.script = script
         self.proc = None
         self.seq = 0
         self.waiters = {}
@@ -66,7 +69,7 @@ class Browser:
         if self.want_console:
             env["WT_CONSOLE"] = "1"
         self.proc = await asyncio.create_subprocess_exec(
-            "node", os.path.join(HERE, "wt_browser.js"),
+            "node", os.path.join(HERE, self.script),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=logf, env=env, limit=64 << 20)
         logf.close()
@@ -133,7 +136,7 @@ class Browser:
 class Gateway:
     """vcgate with one websocket and one webtransport listener."""
 
-    def __init__(self, workers=1, wt_opts=None, core=None):
+    def __init__(self, workers=1, wt_opts=None, core=None, ws_opts=None):
         self.ws_port = h.free_port()
         self.wt_port = h.free_port(socket.SOCK_DGRAM)
         self.dir = h.tmpdir("vcgate-wt-")
@@ -143,7 +146,7 @@ class Gateway:
         wt.update(wt_opts or {})
         c = {"log_level": "info", "workers": workers}
         c.update(core or {})
-        self.core, self.transports = c, [h.ws_transport(self.ws_port), wt]
+        self.core, self.transports = c, [h.ws_transport(self.ws_port, **(ws_opts or {})), wt]
         self.srv = h.start_vcgate(core=c, transports=self.transports)
         with open(self.hash_file) as f:
             self.hash = f.read().strip()
