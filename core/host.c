@@ -165,4 +165,5 @@ const vcg_host_api_t vcg__host_api = {
   .packet_shed = vcg__relay_shed,
   .packet_take = vcg__relay_take,
   .bus_state_ts = h_bus_state_ts,
+  .lobby_check = vcg__lobby_check,
 };

@@ -162,6 +162,15 @@ nomem:
   return refused(w, why, VCG_CLOSE_INTERNAL, msg, msglen, "out of memory", VCG_ENOMEM);
 }
 
+int vcg__lobby_check(vcg_worker_t *b, const char *target, int *why, char *msg, size_t msglen) {
+  vcg__lobby_req_t *req = malloc(sizeof *req);
+  if (!req) return refused(b->core, why, VCG_CLOSE_INTERNAL, msg, msglen, "out of memory", VCG_ENOMEM);
+  vcg_session_info_t info = { .size = sizeof info, .target = target };
+  int rc = join_request(b->core, &info, req, why, msg, msglen);
+  free(req);
+  return rc;
+}
+
 int vcg__session_open(vcg_worker_t *b, const vcg_session_info_t *info,
                       vcg_session_t **out, int *why, char *msg, size_t msglen) {
   int rc = open_session(b, info, out, why, msg, msglen);

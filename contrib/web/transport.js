@@ -56,10 +56,11 @@ const withTimeout = (promise, ms, what) => {
 /**
  * Why a connection to a lobby path failed, as a sentence.  A browser hides
  * the HTTP status of a refused WebSocket or WebTransport handshake, so ask
- * the gateway again with a plain GET of the same path.  A gateway may
- * answer it with the refusal and its reason (400 for a bad name, 401/403
- * for a bad token), or with 426 (upgrade required) without checking, as
- * vcgate does today; then the page can only say what may have happened.
+ * the gateway again with a plain GET of the same path.  vcgate answers it
+ * as it would the upgrade: the refusal and its reason (400 for a bad name,
+ * 401/403 for a bad token, 410 when tokens are required), or 426 (upgrade
+ * required) when the URL itself is fine; then what refused the upgrade was
+ * a limit or a full room, and the page says so.
  * A GET that gets no answer at all means the gateway is not reachable.
  * refused says whether the gateway answered.
  */
@@ -72,8 +73,7 @@ async function diagnose(base, path) {
     return { refused: false, text: `The gateway at ${where} does not answer.` };
   }
   if (r.status === 426 || r.ok) {
-    const what = path.startsWith("/lobby?") ? "it did not accept the room token (expired, for another room, or not signed with its secret), or a limit was reached"
-      : "a connection limit, a full room, or a name or room it does not accept";
+    const what = "a connection limit was reached or the room is full";
     return { refused: true, generic: true, text: `The gateway at ${where} did not let you join (${what}).` };
   }
   const body = (await r.text().catch(() => "")).trim() || r.statusText;

@@ -281,12 +281,25 @@ int vcg__ws_http_upgrade(vcg_instance_t *inst, struct lws *wsi,
 typedef int (*ws_route_fn)(vcg_instance_t *inst, struct lws *wsi,
                            const char *path);
 
-/* The lobby is for websockets: say so rather than 404. */
+/* The lobby is for websockets: a plain GET gets 426 when the URL would be
+ * accepted, else the status and reason an upgrade would get (a browser
+ * hides why its upgrade failed; a page can fetch the URL to learn it). */
 static int ws_route_lobby(vcg_instance_t *inst, struct lws *wsi,
                           const char *path) {
-  (void)inst;
+  ws_conn_t *c = lws_get_opaque_user_data(wsi);
+  char *owned = NULL, msg[256] = "";
+  int why = VCG_CLOSE_INTERNAL, r;
+  const char *target = c != NULL ? ws_target(c, wsi, &owned) : NULL;
+
   (void)path;
-  return ws_http_reply(wsi, 426, "websocket upgrade required");
+  if (target != NULL && inst->host->lobby_check != NULL &&
+      inst->host->lobby_check(inst->w, target, &why, msg, sizeof(msg)) != 0) {
+    free(owned);
+    return ws_http_reply(wsi, (unsigned)vcg_close_http_status(why), msg[0] ? msg : "refused");
+  }
+  free(owned);
+  r = ws_http_reply(wsi, 426, "websocket upgrade required");
+  return r;
 }
 
 /* GET /.well-known/vcgate/webtransport: where the WebTransport listener of
@@ -336,13 +349,6 @@ int vcg__ws_http_request(vcg_instance_t *inst, struct lws *wsi) {
   char path[4096];
   int method, r = -2;
 
-  if (c != NULL) {
-    /* Plain requests route on lws's decoded path; the raw target was only
-     * for an upgrade, and a later request on this connection is another
-     * request. */
-    free(c->target);
-    c->target = NULL;
-  }
   method = ws_request_path(wsi, path, sizeof(path));
   if (method < 0) {
     r = ws_http_reply(wsi, 404, "not found");
@@ -358,6 +364,12 @@ int vcg__ws_http_request(vcg_instance_t *inst, struct lws *wsi) {
     }
     if (r == -2)
       r = vcg__ws_files_serve(inst, wsi, path, method);
+  }
+  if (c != NULL) {
+    /* The raw target was this request's (the lobby route may have taken
+     * it); a later request on this connection is another request. */
+    free(c->target);
+    c->target = NULL;
   }
   if (r < 0)
     return -1;

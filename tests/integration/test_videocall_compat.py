@@ -116,6 +116,30 @@ async def test_token_lobby_answers():
     print("tokens: %d answers as videocall.rs gives them" % len(cases))
 
 
+def test_plain_get_of_a_lobby_url_tells_why():
+    """A page cannot see why an upgrade failed (browsers hide it), so a
+    plain GET of the same URL answers what the upgrade would: 426 when it
+    would be accepted, else the status and the reason."""
+    import urllib.error
+    import urllib.request
+    srv = _gate(jwt_secret=SECRET)
+
+    def get(path):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (srv.port, path), timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+    assert get("/lobby/alice/standup")[0] == 426
+    assert get(lobby(token()))[0] == 426
+    st, body = get("/lobby/alice/bad.room")
+    assert st == 400 and "room name" in body, (st, body)
+    st, body = get(lobby(token(ttl=-7200)))
+    assert (st, body.strip()) == (401, "token has expired"), (st, body)
+    st, body = get(lobby(token(secret="nope")))
+    assert st == 403 and "signature" in body, (st, body)
+
+
 async def test_token_without_secret_is_500_logged_once():
     srv = _gate()
     for _ in range(3):

@@ -415,6 +415,14 @@ typedef struct vcg_host_api {
    * (0); the host shows it in metrics (bus_up, bus_reconnects_total) and in
    * /readyz.  A bus that never calls this counts as up. */
   void (*bus_state_ts)(vcg_worker_t *w, int up);
+
+  /* ---- ABI 1.2: lobby check ---- */
+  /* Judge a request target as session_open() would (the lobby grammar,
+   * names, token, require_token; not the limits), opening nothing: 0 when
+   * it would be accepted, else a negative code with *why and a reason in
+   * msg.  For answering a plain GET of a lobby URL with the status and
+   * reason a page can show its user (browsers hide why an upgrade failed). */
+  int (*lobby_check)(vcg_worker_t *w, const char *target, int *why, char *msg, size_t msglen);
 } vcg_host_api_t;
 
 /* ------------------------------------------------------------ vtables */
