@@ -6,6 +6,7 @@
 #include "media_packet.pb-c.h"
 #include "meeting_packet.pb-c.h"
 #include "tap.h"
+#include "pw_oracle.h"
 
 static size_t wrap(uint8_t *out, int type, const char *user, const uint8_t *data, size_t dlen,
                    uint64_t sid) {
@@ -25,18 +26,6 @@ static size_t media(uint8_t *out, int mt) {
   mp.data.data = (uint8_t *)"frame";
   mp.data.len = 5;
   return vcgate__media_packet__pack(&mp, out);
-}
-
-/* The rule vcg__pw_decode() must follow exactly (core/packet.c): accept
- * what protobuf-c accepts, except a field number 0, which protobuf-c keeps
- * as an unknown field and the protobuf specification refuses. */
-static int oracle_accepts(const uint8_t *m, size_t ml, Vcgate__PacketWrapper **out) {
-  Vcgate__PacketWrapper *ref = vcgate__packet_wrapper__unpack(NULL, ml, m);
-  *out = ref;
-  if (!ref) return 0;
-  for (unsigned k = 0; k < ref->base.n_unknown_fields; k++)
-    if (ref->base.unknown_fields[k].tag == 0) return 0;
-  return 1;
 }
 
 static uint8_t buf[4096], inner[256];
