@@ -143,6 +143,12 @@ TEST(fuzzer_findings) {
   CHECK_EQ(vcg__pw_decode(longlen, sizeof longlen, &h), VCG_EINVAL);
   CHECK_EQ(oracle_accepts(longlen, sizeof longlen, &ref), 0);
   if (ref) vcgate__packet_wrapper__free_unpacked(ref, NULL);
+  /* A 5-byte length prefix is read in full: 2^32 is too long, not 0
+   * (tests/fuzz/corpus/packet/len5-2pow32, found by fuzz_packet). */
+  const uint8_t len2p32[] = { 0x2a, 0x80, 0x80, 0x80, 0x80, 0x10 };
+  CHECK_EQ(vcg__pw_decode(len2p32, sizeof len2p32, &h), VCG_EINVAL);
+  CHECK_EQ(oracle_accepts(len2p32, sizeof len2p32, &ref), 0);
+  if (ref) vcgate__packet_wrapper__free_unpacked(ref, NULL);
   /* A 5-byte length prefix of 0 is what protobuf-c still reads. */
   const uint8_t len5[] = { 0x2a, 0x80, 0x80, 0x80, 0x80, 0x00 };
   CHECK_EQ(vcg__pw_decode(len5, sizeof len5, &h), 0);
@@ -230,7 +236,7 @@ int main(void) {
   RUN(media_types, "the inner media type is read (RTT), or -1 when encrypted");
   RUN(malformed_refused, "garbage, truncation and wrong wire types are refused");
   RUN(unknown_and_empty_accepted, "unknown packet types and an empty message decode");
-  RUN(fuzzer_findings, "field number 0 and 6-byte lengths are refused (fuzzer findings)");
+  RUN(fuzzer_findings, "field number 0, 6-byte lengths and 5-byte lengths of 2^32 are refused (fuzzer findings)");
   RUN(differential_against_protobuf_c, "the header scanner follows protobuf-c (and the spec) exactly");
   RUN(session_assigned_packet, "SESSION_ASSIGNED carries the id and the system identity, no data");
   RUN(meeting_started_packet, "MEETING_STARTED carries room, start time and creator");
