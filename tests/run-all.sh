@@ -9,7 +9,8 @@
 #   tests/run-all.sh            everything
 #   SKIP_ASAN=1 tests/run-all.sh   skip the sanitizer build
 #   SKIP_FUZZ=1 tests/run-all.sh   skip the fuzz harnesses
-#   FUZZ_SECONDS=15 tests/run-all.sh   seconds per fuzz harness
+#   FUZZ_SECONDS=15 FUZZ_JOBS=2 tests/run-all.sh   seconds per fuzz harness,
+#                               harnesses at a time
 #   SKIP_DEPS=1 tests/run-all.sh   do not apt-get install missing packages
 #   JOBS=4 tests/run-all.sh     make -j
 #
@@ -31,6 +32,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # The leak checker's suppressions: one leak inside libconfig, by name.
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$TOP/tests/lsan.supp:print_suppressions=0}
 FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+FUZZ_JOBS=${FUZZ_JOBS:-2}  # harnesses at a time: nothing else of the suite runs then
 
 # Debian's python3-websockets is in the system interpreter; do not pick up a
 # python3 from pyenv or a venv that lacks it.
@@ -116,13 +118,13 @@ fuzz_tests() {  # fuzz_tests BUILDDIR
   names=$(make -s --no-print-directory -C "$dir/tests/fuzz" fuzz-list)
   local count
   count=$(wc -w <<<"$names")
-  note "fuzz: $count libFuzzer harnesses, ${FUZZ_SECONDS} s each"
+  note "fuzz: $count libFuzzer harnesses, ${FUZZ_SECONDS} s each, $FUZZ_JOBS at a time"
   if ! make -s -C "$dir/tests/fuzz" fuzz-probe >"$LOGDIR/fuzz-probe.log" 2>&1; then
     echo "skip - fuzz: $(grep -m1 '^fuzz: ' "$LOGDIR/fuzz-probe.log" | cut -c7- || true)"
     add fuzz 0 0 "$count"
     return
   fi
-  make -C "$dir/tests/fuzz" fuzz FUZZ_SECONDS="$FUZZ_SECONDS" >"$log" 2>&1
+  make -C "$dir/tests/fuzz" fuzz FUZZ_SECONDS="$FUZZ_SECONDS" FUZZ_JOBS="$FUZZ_JOBS" >"$log" 2>&1
   grep -E '^(not )?ok - fuzz_' "$log"
   p=$(grep -c '^ok - fuzz_' "$log")
   f=$(grep -c '^not ok - fuzz_' "$log")
