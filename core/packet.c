@@ -1,4 +1,5 @@
 #include "packet.h"
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include "packet_wrapper.pb-c.h"
@@ -43,8 +44,9 @@ static size_t get_varint(const uint8_t *d, size_t len, uint64_t *v) {
  *    unknown field, the specification (and prost) refuses it: refused;
  *  - a length prefix longer than 5 bytes (`2a 80 80 80 80 80 00`, a
  *    zero-padded 0): the specification allows 10-byte varints, protobuf-c
- *    refuses lengths over 5 bytes and keeps only their low 32 bits:
- *    refused, and 5-byte lengths are read as protobuf-c reads them.
+ *    refuses lengths over 5 bytes: refused.  5-byte lengths are read as
+ *    protobuf-c reads them, all 35 bits, over INT_MAX refused (so
+ *    `2a 80 80 80 80 10`, 2^32, is too long, not 0).
  * tests/unit/test_packet.c and tests/fuzz/fuzz_packet.c check this rule
  * exactly against protobuf-c.  protobuf-c still encodes every packet the
  * server makes. */
@@ -82,11 +84,10 @@ int vcg__pw_decode(const uint8_t *data, size_t len, vcg__pw_header_t *h) {
       if (len - i < 4 || (field >= 1 && field <= 4)) return VCG_EINVAL;
       i += 4;
       break;
-    case 2: /* length-delimited: at most 5 bytes, low 32 bits (protobuf-c) */
+    case 2: /* length-delimited: at most 5 bytes, as protobuf-c reads them */
       if (!(n = get_varint(data + i, len - i < 5 ? len - i : 5, &v))) return VCG_EINVAL;
-      v &= 0xffffffffu;
       i += n;
-      if (v > len - i) return VCG_EINVAL;
+      if (v > INT_MAX || v > len - i) return VCG_EINVAL;
       if (field == 1 || field == 4) return VCG_EINVAL;
       if (field == 3) { inner = data + i; inner_len = (size_t)v; }
       else if (field == 2) { h->user = data + i; h->user_len = (size_t)v; }

@@ -2,10 +2,15 @@
 # Run every vcgate test: build, C unit tests (make check), integration tests
 # against the build, then the same under AddressSanitizer+UBSan in a VPATH
 # build (_build-asan).  Ends with one line `N passed, N failed, N skipped`
-# summing every suite; exits non-zero if anything failed.
+# summing every suite; exits non-zero if anything failed.  Last, each
+# libFuzzer harness (tests/fuzz) runs for FUZZ_SECONDS, one test each,
+# when clang can build them (a `skip` line says so when it cannot).
 #
 #   tests/run-all.sh            everything
 #   SKIP_ASAN=1 tests/run-all.sh   skip the sanitizer build
+#   SKIP_FUZZ=1 tests/run-all.sh   skip the fuzz harnesses
+#   FUZZ_SECONDS=15 FUZZ_JOBS=2 tests/run-all.sh   seconds per fuzz harness,
+#                               harnesses at a time
 #   SKIP_DEPS=1 tests/run-all.sh   do not apt-get install missing packages
 #   JOBS=4 tests/run-all.sh     make -j
 #
@@ -24,6 +29,10 @@ export VCGATE_REQUIRE_PLUGINS=${VCGATE_REQUIRE_PLUGINS:-inproc,websocket,webtran
 # Only the sanitizer build reads these.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# The leak checker's suppressions: one leak inside libconfig, by name.
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$TOP/tests/lsan.supp:print_suppressions=0}
+FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+FUZZ_JOBS=${FUZZ_JOBS:-2}  # harnesses at a time: nothing else of the suite runs then
 
 # Debian's python3-websockets is in the system interpreter; do not pick up a
 # python3 from pyenv or a venv that lacks it.
@@ -102,6 +111,31 @@ integration_tests() {  # integration_tests SUITE BUILDDIR [ENV...]
   add "$suite" "$p" "$f" "$s"
 }
 
+# The libFuzzer harnesses in build dir $1 (tests/fuzz/Makefile.am), each
+# one test: ok unless it crashed, leaked or found a disagreement.
+fuzz_tests() {  # fuzz_tests BUILDDIR
+  local dir=$1 log="$LOGDIR/fuzz.log" names p f
+  names=$(make -s --no-print-directory -C "$dir/tests/fuzz" fuzz-list)
+  local count
+  count=$(wc -w <<<"$names")
+  note "fuzz: $count libFuzzer harnesses, ${FUZZ_SECONDS} s each, $FUZZ_JOBS at a time"
+  if ! make -s -C "$dir/tests/fuzz" fuzz-probe >"$LOGDIR/fuzz-probe.log" 2>&1; then
+    echo "skip - fuzz: $(grep -m1 '^fuzz: ' "$LOGDIR/fuzz-probe.log" | cut -c7- || true)"
+    add fuzz 0 0 "$count"
+    return
+  fi
+  make -C "$dir/tests/fuzz" fuzz FUZZ_SECONDS="$FUZZ_SECONDS" FUZZ_JOBS="$FUZZ_JOBS" >"$log" 2>&1
+  grep -E '^(not )?ok - fuzz_' "$log"
+  p=$(grep -c '^ok - fuzz_' "$log")
+  f=$(grep -c '^not ok - fuzz_' "$log")
+  if [ $((p + f)) -ne "$count" ]; then
+    echo "not ok - fuzz: $((p + f)) of $count harnesses reported (see $log)"
+    tail -n 20 "$log" | sed 's/^/#   /'
+    f=$((count - p))
+  fi
+  add fuzz "$p" "$f" 0
+}
+
 # ---------------------------------------------------------------- deps
 # Build and test dependencies (Debian packages), only those missing.
 if [ "${SKIP_DEPS:-0}" != 1 ]; then
@@ -149,6 +183,7 @@ if [ -z "${AUTORECONF_FAILED:-}" ]; then
     tail -n 12 "$LOGDIR/configure.log"
     unit_tests unit "$TOP"
     integration_tests integration "$TOP"
+    [ "${SKIP_FUZZ:-0}" = 1 ] || fuzz_tests "$TOP"
   fi
 fi
 

@@ -154,6 +154,9 @@ def env_for_vcgate(extra=None):
     # Sanitizer settings for an ASan build; harmless otherwise.
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    # The one leak inside libconfig, suppressed by name (tests/lsan.supp).
+    env.setdefault("LSAN_OPTIONS", "suppressions=%s:print_suppressions=0"
+                   % os.path.join(TOP, "tests", "lsan.supp"))
     if extra:
         env.update(extra)
     return env

@@ -225,6 +225,22 @@ def test_check_config_accepts_good():
     assert cp.returncode == 0, "vcgate -t refused a good config:\n%s" % (cp.stdout + cp.stderr)
 
 
+def test_check_config_lone_string_refused():
+    """A config that is only a string (issue 14: `""`) is a syntax error
+    with file:line, and the leak libconfig 1.5 has on that path is the
+    one tests/lsan.supp names: run_vcgate fails on any other sanitizer
+    report."""
+    d = H.tmpdir()
+    for text in ('""', 'core = { workers = 1 "x"; };\n'):
+        path = os.path.join(d, "lone.conf")
+        with open(path, "w") as f:
+            f.write(text)
+        cp = H.run_vcgate(["-t", "-c", path])
+        out = cp.stdout + cp.stderr
+        assert cp.returncode != 0, "vcgate -t accepted %r:\n%s" % (text, out)
+        assert re.search(r"lone\.conf:1: syntax error", out), "no `file:1: syntax error` for %r:\n%s" % (text, out)
+
+
 # --------------------------------------------------------------- relay
 
 @H.timeout(60)
