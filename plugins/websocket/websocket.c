@@ -19,26 +19,25 @@ static const vcg_option_t ws_options[] = {
                     "address to listen on: \"host:port\" or \"[v6addr]:port\""),
   VCG_OPTION_INT(ws_conf_t, ping_interval, "ping_interval", 5000, 1000,
                  3600000, "ms without proof of life before a PING is sent "
-                 "(whole seconds, rounded up)"),
+                 "(proof of life is noted once a second)"),
   VCG_OPTION_INT(ws_conf_t, idle_timeout, "idle_timeout", 30000, 2000,
                  3600000, "ms without proof of life before the connection "
-                 "is closed (whole seconds, rounded up)"),
+                 "is closed; at least ping_interval + 1000"),
   VCG_OPTION_STRING(ws_conf_t, tls_cert, "tls_cert", NULL,
                     "PEM certificate chain file; with tls_key: serve wss://"),
   VCG_OPTION_STRING(ws_conf_t, tls_key, "tls_key", NULL,
                     "PEM private key file; with tls_cert: serve wss://"),
   VCG_OPTION_INT(ws_conf_t, max_header_size, "max_header_size", 8192, 1024,
                  65535, "bytes of HTTP request headers accepted"),
-  /* The one allocation lws makes per websocket beyond its wsi.  lws reads
-   * into it on wss:// (the most one recv() reads there: memory per
-   * connection against system calls per message, BENCHMARKS.md has the
-   * trade-off); on ws:// ws_in.c reads into one buffer per worker instead
-   * and this one is only allocated. */
+  /* The one allocation lws makes per websocket beyond its wsi, on wss://,
+   * where lws reads: the most one recv() reads there (memory per
+   * connection against system calls per message).  On ws:// ws_in.c reads
+   * into one buffer per worker, and lws gets WS_LWS_RX_OWNED. */
   VCG_OPTION_INT(ws_conf_t, rx_buffer_size, "rx_buffer_size", 4096, 512,
-                 65536, "bytes libwebsockets allocates per connection to "
-                 "receive into (and reads per recv() on wss://): lower saves "
-                 "memory on idle connections, higher reads more per system "
-                 "call on wss://"),
+                 65536, "wss:// only: bytes libwebsockets allocates per "
+                 "connection to receive into, and reads per recv(): lower "
+                 "saves memory on idle connections, higher reads more per "
+                 "system call"),
   /* A socket costs a slot of core.max_connections_per_ip and
    * core.max_connections from accept on; this bounds how long one that
    * never upgrades (slowloris, a port scanner, a plain HTTP client that
@@ -79,11 +78,6 @@ static const vcg_option_t ws_options[] = {
   VCG_OPTION_END
 };
 
-unsigned vcg__ws_secs(int64_t ms) {
-  int64_t s = (ms + 999) / 1000;
-  return s > 65535 ? 65535u : (unsigned)s;
-}
-
 static int ws_configure(const void *vconf, char *err, size_t errlen) {
   const ws_conf_t *c = vconf;
   char host[256];
@@ -94,7 +88,7 @@ static int ws_configure(const void *vconf, char *err, size_t errlen) {
              "\"[v6addr]:port\", got \"%s\"", c->listen ? c->listen : "");
     return VCG_EINVAL;
   }
-  if (vcg__ws_secs(c->idle_timeout) <= vcg__ws_secs(c->ping_interval)) {
+  if (c->idle_timeout < c->ping_interval + 1000) {
     snprintf(err, errlen, "idle_timeout: must exceed ping_interval by at "
              "least one second");
     return VCG_EINVAL;
@@ -190,17 +184,18 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
     return r;
   }
   /* From here on every failure goes through vcg__ws_teardown(), which
-   * closes this handle before inst is freed. */
+   * closes these handles before inst is freed. */
   vcg__ws_flush_init(inst);
   vcg__ws_in_init(inst);
+  vcg__ws_alive_init(inst);
+  r = vcg__ws_own_init(inst);
   inst->rdbuf = malloc(WS_RD_BUF);
-  if (inst->rdbuf == NULL) {
+  if (r != 0 || inst->rdbuf == NULL) {
+    host->log(w, NULL, VCG_LOG_ERROR, "cannot set up the socket reader: %s",
+              r != 0 ? vcg_strerror(r) : "out of memory");
     vcg__ws_teardown(inst, NULL);
-    return VCG_ENOMEM;
+    return r != 0 ? r : VCG_ENOMEM;
   }
-  inst->batch_max = WS_BATCH_BYTES;
-  if (conf->notsent_lowat > 0 && (uint64_t)conf->notsent_lowat < WS_BATCH_BYTES)
-    inst->batch_max = (size_t)conf->notsent_lowat;
   r = vcg__ws_lws_start(inst);
   if (r != 0)
     return r; /* inst is being torn down */

@@ -5,7 +5,8 @@
  * added, so appending keeps the list in deadline order and the one timer
  * only ever waits for the head: adding, removing and expiring are O(1),
  * however many connections wait.  Used for the time to a completed upgrade
- * (ws_listen.c) and the time an unfinished message may take (ws_in.c).
+ * (ws_listen.c), the time an unfinished message may take (ws_in.c) and
+ * the keepalive (ws_alive.c).
  */
 #include "ws_int.h"
 

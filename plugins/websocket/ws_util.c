@@ -450,3 +450,33 @@ void vcg__ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t off) {
   for (; i < n; i++)
     p[i] ^= m[i & 3];
 }
+
+size_t vcg__ws_server_hdr(uint8_t *dst, unsigned opcode, uint64_t len) {
+  dst[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+  if (len < 126) {
+    dst[1] = (uint8_t)len;
+    return 2;
+  }
+  if (len < 65536) {
+    dst[1] = 126;
+    dst[2] = (uint8_t)(len >> 8);
+    dst[3] = (uint8_t)len;
+    return 4;
+  }
+  dst[1] = 127;
+  for (int k = 0; k < 8; k++)
+    dst[2 + k] = (uint8_t)(len >> (56 - 8 * k));
+  return 10;
+}
+
+size_t vcg__ws_written(const size_t *rem, size_t npieces, size_t n,
+                       size_t *part) {
+  size_t i;
+
+  *part = 0;
+  for (i = 0; i < npieces && n >= rem[i]; i++)
+    n -= rem[i];
+  if (i < npieces)
+    *part = n;
+  return i;
+}

@@ -120,4 +120,17 @@ long vcg__ws_frame_header(const uint8_t *p, size_t n, vcg__ws_frame_t *f,
  * payload (the mask key cycles over the whole payload). */
 void vcg__ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t off);
 
+/* The header of an unmasked server frame: FIN set, `opcode`, payload length
+ * len in its shortest form.  Writes 2, 4 or 10 bytes to dst (room for
+ * VCG__WS_SERVER_HDR_MAX) and returns how many. */
+#define VCG__WS_SERVER_HDR_MAX 10
+size_t vcg__ws_server_hdr(uint8_t *dst, unsigned opcode, uint64_t len);
+
+/* What a write of `n` bytes took of a sequence of pieces (frames, or what
+ * is left of them) of rem[0..npieces) bytes each, in order: returns how
+ * many pieces it took whole, and in *part how many bytes of the next one
+ * (0 when it stopped at a boundary, or took them all). */
+size_t vcg__ws_written(const size_t *rem, size_t npieces, size_t n,
+                       size_t *part);
+
 #endif
