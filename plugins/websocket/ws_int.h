@@ -19,6 +19,7 @@
  *   ws_alive.c   proof of life: PING after ping_interval, hang up after
  *                idle_timeout
  *   ws_deadline.c  lists of connections that share a timeout, one timer each
+ *   ws_tls.c     what we do with OpenSSL ourselves on wss://
  *   websocket.c  options, configure(), the vtable
  *   ws_util.c    pure helpers (no lws, no libuv), unit-tested
  * Calls go one way where they can: ws_lws.c dispatches lws's events to the
@@ -173,6 +174,8 @@ struct vcg_instance {
   struct lws_vhost *vh;
   lws_retry_bo_t retry;        /* must outlive the vhost */
   struct lws_protocols protocols[2];
+  void *client_ctx;            /* SSL_CTX lws borrows as the vhost's client
+                                  one (owned; freed after the context) */
 
   int lfd;                     /* listen socket, -1 when closed */
   uv_poll_t lpoll;
@@ -367,6 +370,12 @@ void vcg__ws_teardown(vcg_instance_t *inst, vcg_stopped_cb cb);
 /* The thread-local record lws's log sink uses (see ws_lws.c). */
 void vcg__ws_tl_acquire(const vcg_host_api_t *host, vcg_worker_t *w);
 void vcg__ws_tl_release(void);
+
+/* ---------------------------------------------------- ws_tls.c */
+
+/* An empty client SSL_CTX for lws's vhost (see ws_tls.c), and its free. */
+void *vcg__ws_tls_client_ctx_new(void);
+void vcg__ws_tls_ctx_free(void *ctx);
 
 /* ---------------------------------------------------- ws_listen.c */
 

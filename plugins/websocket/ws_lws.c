@@ -212,6 +212,13 @@ int vcg__ws_lws_start(vcg_instance_t *inst) {
   if (inst->tls) {
     ci.ssl_cert_filepath = conf->tls_cert;
     ci.ssl_private_key_filepath = conf->tls_key;
+    inst->client_ctx = vcg__ws_tls_client_ctx_new();
+    if (inst->client_ctx == NULL) {
+      host->log(inst->w, NULL, VCG_LOG_ERROR, "cannot create a TLS context");
+      vcg__ws_teardown(inst, NULL);
+      return VCG_ENOMEM;
+    }
+    ci.provided_client_ssl_ctx = inst->client_ctx;
   }
   inst->vh = lws_create_vhost(inst->ctx, &ci);
   if (inst->vh == NULL) {
@@ -231,6 +238,9 @@ static void ws_inst_free(vcg_instance_t *inst) {
   vcg_stopped_cb cb = inst->stop_cb;
   vcg_worker_t *w = inst->w;
 
+  /* lws may still point at it when it had to leak its context. */
+  if (inst->ctx_alive == NULL)
+    vcg__ws_tls_ctx_free(inst->client_ctx);
   free(inst->sendbuf);
   free(inst->rdbuf);
   free(inst->dirty);
