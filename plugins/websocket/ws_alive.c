@@ -15,6 +15,9 @@
  * at most once every WS_ALIVE_GRAIN_MS, so a busy connection costs one
  * comparison per read, and a PING comes between ping_interval and
  * ping_interval plus that grain after the client fell silent.
+ *
+ * Reload: a new ping_interval or idle_timeout applies to every connection,
+ * counted from its last proof of life (vcg__ws_dl_set_timeout()).
  */
 #include "ws_int.h"
 
@@ -103,6 +106,14 @@ void vcg__ws_alive_init(vcg_instance_t *inst) {
   vcg__ws_dl_init(inst, &inst->pinged,
                   (uint64_t)(conf->idle_timeout - conf->ping_interval),
                   ws_pinged_expired);
+}
+
+void vcg__ws_alive_reload(vcg_instance_t *inst) {
+  const ws_conf_t *conf = inst->conf;
+
+  vcg__ws_dl_set_timeout(&inst->alive, (uint64_t)conf->ping_interval);
+  vcg__ws_dl_set_timeout(&inst->pinged,
+                         (uint64_t)(conf->idle_timeout - conf->ping_interval));
 }
 
 void vcg__ws_alive_close(vcg_instance_t *inst) {

@@ -19,8 +19,9 @@
  *   ws_alive.c   proof of life: PING after ping_interval, hang up after
  *                idle_timeout
  *   ws_deadline.c  lists of connections that share a timeout, one timer each
- *   ws_tls.c     what we do with OpenSSL ourselves on wss://
- *   websocket.c  options, configure(), the vtable
+ *   ws_tls.c     OpenSSL on wss://: the certificate and key (checked by
+ *                configure(), swapped in by reload()), lws's client context
+ *   websocket.c  options, configure(), reload(), the vtable
  *   ws_util.c    pure helpers (no lws, no libuv), unit-tested
  * Calls go one way where they can: ws_lws.c dispatches lws's events to the
  * others; ws_http.c, ws_in.c and ws_out.c never call into ws_lws.c.
@@ -125,9 +126,14 @@ typedef struct ws_conf {
 
 /* What every worker's instance shares (init() makes it, fini() frees it):
  * the bytes all connections hold in unfinished messages, so that many
- * connections cannot each pin max_message_size (ws_in.c). */
+ * connections cannot each pin max_message_size (ws_in.c); and what the
+ * listener was started with that a reload cannot change but configure()
+ * must be able to refuse by name (websocket.c). */
 struct vcg_plugin_state {
   atomic_size_t rx_used;
+  struct vcg_plugin_state *next; /* in websocket.c's list of running ones */
+  char *listen;                /* owned copy of the listen address */
+  int tls;                     /* started as wss:// */
 };
 
 /* The request methods the routes tell apart. */
@@ -166,7 +172,8 @@ struct vcg_instance {
   const vcg_host_api_t *host;  /* borrowed, valid until stop completes */
   vcg_plugin_state_t *state;   /* borrowed from init(), outlives every inst */
   vcg_worker_t *w;
-  const ws_conf_t *conf;       /* borrowed, valid until stop completes */
+  const ws_conf_t *conf;       /* borrowed: the current generation's, which
+                                  reload() replaces; valid until the next */
   uv_loop_t *loop;
 
   struct lws_context *ctx;     /* owned; NULL once destroyed */
@@ -174,6 +181,7 @@ struct vcg_instance {
   struct lws_vhost *vh;
   lws_retry_bo_t retry;        /* must outlive the vhost */
   struct lws_protocols protocols[2];
+  void *ssl_ctx;               /* the vhost's SSL_CTX (lws's) on wss:// */
   void *client_ctx;            /* SSL_CTX lws borrows as the vhost's client
                                   one (owned; freed after the context) */
 
@@ -354,6 +362,10 @@ void vcg__ws_dl_init(vcg_instance_t *inst, ws_dl_t *dl, uint64_t timeout_ms,
 void vcg__ws_dl_add(ws_dl_t *dl, ws_dl_node_t *n);
 /* Take n out (no-op when it is not in). */
 void vcg__ws_dl_remove(ws_dl_t *dl, ws_dl_node_t *n);
+/* A new timeout for the list: every member's deadline moves by the
+ * difference, so each counts from when it started, as new ones will (the
+ * order stays).  Members now past it expire on the timer's next run. */
+void vcg__ws_dl_set_timeout(ws_dl_t *dl, uint64_t timeout_ms);
 /* Close the timer (teardown). */
 void vcg__ws_dl_close(ws_dl_t *dl);
 
@@ -373,6 +385,15 @@ void vcg__ws_tl_release(void);
 
 /* ---------------------------------------------------- ws_tls.c */
 
+/* Whether the PEM files cert (a chain) and key can be read and the key is
+ * the certificate's.  Returns 0, or VCG_EINVAL with "option: reason" in
+ * err (main thread: configure()). */
+int vcg__ws_tls_check(const char *cert, const char *key, char *err,
+                      size_t errlen);
+/* Load the pair into inst's SSL_CTX in one step, for the handshakes that
+ * start from now on; live connections keep theirs.  Returns 0, or
+ * VCG_EINVAL (logged) with the old pair still in place. */
+int vcg__ws_tls_reload(vcg_instance_t *inst, const char *cert, const char *key);
 /* An empty client SSL_CTX for lws's vhost (see ws_tls.c), and its free. */
 void *vcg__ws_tls_client_ctx_new(void);
 void vcg__ws_tls_ctx_free(void *ctx);
@@ -456,8 +477,9 @@ void vcg__ws_in_close(vcg_instance_t *inst);
 
 /* ---------------------------------------------------- ws_alive.c */
 
-/* The keepalive lists of inst (start and teardown). */
+/* The keepalive lists of inst (start, reload and teardown). */
 void vcg__ws_alive_init(vcg_instance_t *inst);
+void vcg__ws_alive_reload(vcg_instance_t *inst);
 void vcg__ws_alive_close(vcg_instance_t *inst);
 /* c is established: its first ping_interval starts now. */
 void vcg__ws_alive_start(ws_conn_t *c);
@@ -510,7 +532,7 @@ void vcg__ws_note_reader(vcg_instance_t *inst, ws_conn_t *c);
 /* The end-of-turn flush handles of inst (start and teardown). */
 void vcg__ws_flush_init(vcg_instance_t *inst);
 void vcg__ws_flush_close(vcg_instance_t *inst);
-/* The largest batch, from notsent_lowat. */
+/* notsent_lowat changed: the largest batch follows it. */
 void vcg__ws_batch_limit(vcg_instance_t *inst);
 
 #endif

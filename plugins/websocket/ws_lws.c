@@ -144,6 +144,12 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
       vcg__ws_conn_closed(c);
     return 0;
 
+  case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+    /* The vhost's SSL_CTX, for reload() to swap certificates in. */
+    if (inst != NULL)
+      inst->ssl_ctx = user;
+    return 0;
+
   case LWS_CALLBACK_WSI_DESTROY:
     /* Every wsi ends here exactly once, whatever killed it. */
     if (c != NULL) {
