@@ -370,7 +370,7 @@ static void ws_rd_parse(ws_conn_t *c, uint8_t *buf, size_t n) {
 
 void vcg__ws_own_read(ws_conn_t *c) {
   vcg_instance_t *inst = c->inst;
-  int fd = c->wsi ? lws_get_socket_fd(c->wsi) : -1;
+  int fd = c->fd;
   size_t budget = WS_READ_BUDGET;
 
   while (c->own != NULL && !c->killed && fd >= 0) {

@@ -306,7 +306,8 @@ struct ws_conn {
   vcg_session_t *s;            /* host-owned; NULL until session_open */
 
   /* From accept to the upgrade (ws_listen.c). */
-  int fd;                      /* ours until adopted, then lws's; -1 when gone */
+  int fd;                      /* ours until adopted, then lws's (the number
+                                  stays valid until CLOSED); -1 when gone */
   ws_peek_t *peek;             /* while we wait for the request line (owned) */
   char *target;                /* the first request's raw target (owned);
                                   NULL on TLS, or once a request used it */
@@ -327,7 +328,8 @@ struct ws_conn {
   int32_t dirty_idx;           /* slot in inst->dirty, -1 when absent */
   int32_t ready_idx;           /* slot in inst->ready, -1 when absent */
 
-  /* FIFO of packet references (ring), owned: each holds one reference. */
+  /* FIFO of packet references (ring of qcap, a power of two), owned: each
+   * holds one reference. */
   vcg_packet_t **q;
   uint32_t qhead, qlen, qcap;
   size_t qbytes;

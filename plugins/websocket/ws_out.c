@@ -42,15 +42,19 @@
 
 /* ---------------------------------------------------- connection queue */
 
+/* qcap doubles from 8 up to WS_QUEUE_MAX: always a power of two. */
+_Static_assert((WS_QUEUE_MAX & (WS_QUEUE_MAX - 1)) == 0, "WS_QUEUE_MAX is a power of two");
+#define WS_Q_SLOT(c, i) (((c)->qhead + (i)) & ((c)->qcap - 1))
+
 static vcg_packet_t *ws_q_at(const ws_conn_t *c, uint32_t i) {
-  return c->q[(c->qhead + i) % c->qcap];
+  return c->q[WS_Q_SLOT(c, i)];
 }
 
 /* Take the first packet off the queue (NULL where one was shed). */
 static vcg_packet_t *ws_q_pop(ws_conn_t *c) {
   vcg_packet_t *p = c->q[c->qhead];
 
-  c->qhead = (c->qhead + 1) % c->qcap;
+  c->qhead = WS_Q_SLOT(c, 1);
   c->qlen--;
   if (c->own != NULL && c->own->qtaken > 0) {
     c->own->qtaken--;
@@ -72,8 +76,7 @@ static void ws_queue_drop(ws_conn_t *c, int keep_partial) {
 
   while (c->qlen > keep) {
     /* From the tail, so that the kept one stays at the head. */
-    uint32_t i = (c->qhead + c->qlen - 1) % c->qcap;
-    vcg_packet_t *p = c->q[i];
+    vcg_packet_t *p = c->q[WS_Q_SLOT(c, c->qlen - 1)];
 
     c->qlen--;
     if (p != NULL)
@@ -105,13 +108,13 @@ static int ws_queue_push(ws_conn_t *c, vcg_packet_t *p) {
     if (nq == NULL)
       return VCG_ENOBUFS;
     for (i = 0; i < c->qlen; i++)
-      nq[i] = c->q[(c->qhead + i) % c->qcap];
+      nq[i] = c->q[WS_Q_SLOT(c, i)];
     free(c->q);
     c->q = nq;
     c->qhead = 0;
     c->qcap = ncap;
   }
-  c->q[(c->qhead + c->qlen) % c->qcap] = p;
+  c->q[WS_Q_SLOT(c, c->qlen)] = p;
   c->qlen++;
   return 0;
 }
@@ -299,6 +302,7 @@ typedef struct ws_piece {
   uint32_t idx;                /* WS_P_DATA: position in the queue */
   size_t len;                  /* the whole frame */
   size_t done;                 /* bytes of it out before this write */
+  size_t plen;                 /* WS_P_DATA: the packet's bytes */
 } ws_piece_t;
 
 static ws_cout_t *ws_cout(ws_own_t *o) {
@@ -324,8 +328,7 @@ static void ws_own_take(vcg_instance_t *inst, ws_conn_t *c, unsigned *budget) {
   size_t used = 0;
 
   while (o->qtaken < c->qlen && *budget > 0) {
-    uint32_t i = (c->qhead + o->qtaken) % c->qcap;
-    vcg_packet_t *p = c->q[i];
+    vcg_packet_t *p = ws_q_at(c, o->qtaken);
     size_t len, hl;
 
     (void)host->packet_data(p, &len);
@@ -336,7 +339,7 @@ static void ws_own_take(vcg_instance_t *inst, ws_conn_t *c, unsigned *budget) {
      * latency of the others.  It may queue CONGESTION on this very
      * connection (to its own sender): positions are re-read each time. */
     if (host->packet_take(c->s, p)) {
-      c->q[(c->qhead + o->qtaken) % c->qcap] = NULL;
+      c->q[WS_Q_SLOT(c, o->qtaken)] = NULL;
       o->qtaken++;
       o->qshed++;
       c->qbytes -= len;
@@ -363,10 +366,10 @@ static size_t ws_own_pieces(vcg_instance_t *inst, ws_conn_t *c,
   /* A data frame partly out, then a control frame partly out (at most one
    * of the two can be: whichever was cut is first in the next write). */
   if (o->woff > 0) {
-    const uint8_t *d = host->packet_data(c->q[c->qhead], &pc[np].len);
-    size_t hl = vcg__ws_server_hdr(inst->hdrs[nh], 2, pc[np].len);
+    const uint8_t *d = host->packet_data(c->q[c->qhead], &pc[np].plen);
+    size_t hl = vcg__ws_server_hdr(inst->hdrs[nh], 2, pc[np].plen);
 
-    pc[np].len += hl;
+    pc[np].len = pc[np].plen + hl;
     pc[np].kind = WS_P_DATA;
     pc[np].idx = 0;
     pc[np].done = o->woff;
@@ -379,7 +382,7 @@ static size_t ws_own_pieces(vcg_instance_t *inst, ws_conn_t *c,
     i = 1;
   }
   if (co != NULL && co->partlen > 0) {
-    pc[np] = (ws_piece_t){ WS_P_PART, 0, co->partlen, co->partoff };
+    pc[np] = (ws_piece_t){ WS_P_PART, 0, co->partlen, co->partoff, 0 };
     WS_IOV(co->part + co->partoff, co->partlen - co->partoff);
     np++;
   }
@@ -391,7 +394,7 @@ static size_t ws_own_pieces(vcg_instance_t *inst, ws_conn_t *c,
 
       f[0] = 0x88;
       f[1] = (uint8_t)n;
-      pc[np] = (ws_piece_t){ WS_P_CLOSE, 0, n + 2, 0 };
+      pc[np] = (ws_piece_t){ WS_P_CLOSE, 0, n + 2, 0, 0 };
       WS_IOV(f, n + 2);
       np++;
     }
@@ -404,7 +407,7 @@ static size_t ws_own_pieces(vcg_instance_t *inst, ws_conn_t *c,
     f[0] = 0x8a;
     f[1] = co->ponglen;
     memcpy(f + 2, co->pong_data, co->ponglen);
-    pc[np] = (ws_piece_t){ WS_P_PONG, 0, 2u + co->ponglen, 0 };
+    pc[np] = (ws_piece_t){ WS_P_PONG, 0, 2u + co->ponglen, 0, 0 };
     WS_IOV(f, 2u + co->ponglen);
     np++;
   }
@@ -413,7 +416,7 @@ static size_t ws_own_pieces(vcg_instance_t *inst, ws_conn_t *c,
 
     f[0] = 0x89;
     f[1] = 0;
-    pc[np] = (ws_piece_t){ WS_P_PING, 0, 2, 0 };
+    pc[np] = (ws_piece_t){ WS_P_PING, 0, 2, 0, 0 };
     WS_IOV(f, 2);
     np++;
   }
@@ -426,7 +429,7 @@ static size_t ws_own_pieces(vcg_instance_t *inst, ws_conn_t *c,
       continue; /* shed */
     d = host->packet_data(p, &len);
     hl = vcg__ws_server_hdr(inst->hdrs[nh], 2, len);
-    pc[np] = (ws_piece_t){ WS_P_DATA, i, hl + len, 0 };
+    pc[np] = (ws_piece_t){ WS_P_DATA, i, hl + len, 0, len };
     WS_IOV(inst->hdrs[nh], hl);
     WS_IOV(d, len);
     nh++;
@@ -464,7 +467,6 @@ static int ws_own_consumed(vcg_instance_t *inst, ws_conn_t *c,
     switch (pc[k].kind) {
     case WS_P_DATA: {
       vcg_packet_t *p;
-      size_t len;
 
       while (popped < pc[k].idx) { /* shed ones before it */
         (void)ws_q_pop(c);
@@ -472,8 +474,7 @@ static int ws_own_consumed(vcg_instance_t *inst, ws_conn_t *c,
       }
       p = ws_q_pop(c);
       popped++;
-      (void)inst->host->packet_data(p, &len);
-      c->qbytes -= len;
+      c->qbytes -= pc[k].plen;
       inst->host->packet_unref(p);
       o->woff = 0;
       break;
@@ -537,7 +538,7 @@ static int ws_own_consumed(vcg_instance_t *inst, ws_conn_t *c,
 static int ws_own_write(vcg_instance_t *inst, ws_conn_t *c) {
   ws_piece_t pc[WS_WRITE_BUDGET + 8];
   unsigned budget = WS_WRITE_BUDGET;
-  int fd = lws_get_socket_fd(c->wsi), r = 0;
+  int fd = c->fd, r = 0;
 
   while (c->own != NULL && !c->killed && fd >= 0) {
     ws_own_t *o = c->own;
@@ -765,7 +766,7 @@ static int ws_flush_should_wait(vcg_instance_t *inst) {
       continue;
     if (c->ready_idx >= 0)
       return 1; /* read its budget with input left */
-    if (ioctl(lws_get_socket_fd(c->wsi), FIONREAD, &unread) == 0 && unread > 0)
+    if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0)
       return 1;
   }
   return 0;

@@ -185,7 +185,7 @@ void vcg__ws_own_close(vcg_instance_t *inst) {
 
 void vcg__ws_own_start(ws_conn_t *c) {
   vcg_instance_t *inst = c->inst;
-  int fd = lws_get_socket_fd(c->wsi), inq = -1;
+  int fd = c->fd, inq = -1;
   struct ws_tcp_info ti;
   socklen_t tl = sizeof(ti);
   struct epoll_event ev;
@@ -231,12 +231,8 @@ void vcg__ws_own_stop(ws_conn_t *c, int fd_open) {
 
   if (o == NULL)
     return;
-  if (fd_open && inst->ep >= 0 && c->wsi != NULL) {
-    int fd = lws_get_socket_fd(c->wsi);
-
-    if (fd >= 0)
-      (void)epoll_ctl(inst->ep, EPOLL_CTL_DEL, fd, NULL);
-  }
+  if (fd_open && inst->ep >= 0 && c->fd >= 0)
+    (void)epoll_ctl(inst->ep, EPOLL_CTL_DEL, c->fd, NULL);
   ws_ready_remove(c);
   c->own = NULL;
   free(o->ctl);

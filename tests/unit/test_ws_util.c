@@ -262,13 +262,23 @@ TEST(frame_headers_refused) {
 }
 
 TEST(unmask_any_offset) {
-  uint8_t key[4] = { 1, 2, 3, 4 }, buf[40], ref[40];
+  uint8_t key[4] = { 1, 2, 3, 4 }, buf[200], ref[200];
   for (int i = 0; i < 40; i++) buf[i] = ref[i] = (uint8_t)(i * 7);
   vcg__ws_unmask(buf, 3, key, 0);          /* in two pieces, unaligned */
   vcg__ws_unmask(buf + 3, 37, key, 3);
   int ok = 1;
   for (int i = 0; i < 40; i++) ok &= buf[i] == (uint8_t)(ref[i] ^ key[i & 3]);
-  CHECK(ok, "the key cycles across pieces and the 8-byte path");
+  CHECK(ok, "the key cycles across pieces and the 16-byte path");
+  /* Every split of 200 bytes (the 64-byte, 16-byte and byte paths, at
+   * every alignment of the key) gives the bytewise result. */
+  ok = 1;
+  for (int cut = 0; cut <= 200; cut += 7) {
+    for (int i = 0; i < 200; i++) buf[i] = ref[i] = (uint8_t)(i * 13 + 5);
+    vcg__ws_unmask(buf, (size_t)cut, key, 0);
+    vcg__ws_unmask(buf + cut, (size_t)(200 - cut), key, (uint64_t)cut);
+    for (int i = 0; i < 200; i++) ok &= buf[i] == (uint8_t)(ref[i] ^ key[i & 3]);
+  }
+  CHECK(ok, "any split, any length, matches unmasking byte by byte");
 }
 
 TEST(server_frame_headers) {
