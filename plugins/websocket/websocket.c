@@ -1,7 +1,24 @@
 /*
  * websocket.c -- the WebSocket transport of vcgate, on libwebsockets 4.1:
- * its options, configure() and the vtable.  ws_int.h lists the files and
- * what each one does.
+ * its options, configure(), reload() and the vtable.  ws_int.h lists the
+ * files and what each one does.
+ *
+ * Reload.  reload() takes every option but those of ws_restart_options:
+ * the keepalive and the timeouts (every connection's deadline moves, see
+ * vcg__ws_dl_set_timeout()), notsent_lowat (set at accept: new sockets),
+ * the reassembly budget, webroot, and the certificate and key of wss://,
+ * re-read on every SIGHUP so that files replaced in place are picked up
+ * (ws_tls.c).  What needs a restart, and why:
+ *   listen           the socket is bound at start;
+ *   max_header_size  lws sizes its header buffers once per context;
+ *   rx_buffer_size   lws reads the size per read from the protocol it
+ *                    copied at start, and a connection whose buffer was
+ *                    allocated smaller would overflow it;
+ *   lws_log_level    lws keeps it in one unsynchronised process-wide
+ *                    variable that every worker's lws reads.
+ * Turning TLS on or off changes what the listener speaks: configure()
+ * refuses that by name, which needs what the running instances serve
+ * (ws_running, below).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,26 +36,25 @@ static const vcg_option_t ws_options[] = {
                     "address to listen on: \"host:port\" or \"[v6addr]:port\""),
   VCG_OPTION_INT(ws_conf_t, ping_interval, "ping_interval", 5000, 1000,
                  3600000, "ms without proof of life before a PING is sent "
-                 "(whole seconds, rounded up)"),
+                 "(proof of life is noted once a second)"),
   VCG_OPTION_INT(ws_conf_t, idle_timeout, "idle_timeout", 30000, 2000,
                  3600000, "ms without proof of life before the connection "
-                 "is closed (whole seconds, rounded up)"),
+                 "is closed; at least ping_interval + 1000"),
   VCG_OPTION_STRING(ws_conf_t, tls_cert, "tls_cert", NULL,
                     "PEM certificate chain file; with tls_key: serve wss://"),
   VCG_OPTION_STRING(ws_conf_t, tls_key, "tls_key", NULL,
                     "PEM private key file; with tls_cert: serve wss://"),
   VCG_OPTION_INT(ws_conf_t, max_header_size, "max_header_size", 8192, 1024,
                  65535, "bytes of HTTP request headers accepted"),
-  /* The one allocation lws makes per websocket beyond its wsi.  lws reads
-   * into it on wss:// (the most one recv() reads there: memory per
-   * connection against system calls per message, BENCHMARKS.md has the
-   * trade-off); on ws:// ws_in.c reads into one buffer per worker instead
-   * and this one is only allocated. */
+  /* The one allocation lws makes per websocket beyond its wsi, on wss://,
+   * where lws reads: the most one recv() reads there (memory per
+   * connection against system calls per message).  On ws:// ws_in.c reads
+   * into one buffer per worker, and lws gets WS_LWS_RX_OWNED. */
   VCG_OPTION_INT(ws_conf_t, rx_buffer_size, "rx_buffer_size", 4096, 512,
-                 65536, "bytes libwebsockets allocates per connection to "
-                 "receive into (and reads per recv() on wss://): lower saves "
-                 "memory on idle connections, higher reads more per system "
-                 "call on wss://"),
+                 65536, "wss:// only: bytes libwebsockets allocates per "
+                 "connection to receive into, and reads per recv(): lower "
+                 "saves memory on idle connections, higher reads more per "
+                 "system call"),
   /* A socket costs a slot of core.max_connections_per_ip and
    * core.max_connections from accept on; this bounds how long one that
    * never upgrades (slowloris, a port scanner, a plain HTTP client that
@@ -79,10 +95,16 @@ static const vcg_option_t ws_options[] = {
   VCG_OPTION_END
 };
 
-unsigned vcg__ws_secs(int64_t ms) {
-  int64_t s = (ms + 999) / 1000;
-  return s > 65535 ? 65535u : (unsigned)s;
-}
+/* Options a reload cannot change (see the top of this file). */
+static const char *const ws_restart_options[] = {
+  "listen", "max_header_size", "rx_buffer_size", "lws_log_level", NULL
+};
+
+/* The running instances' states (init() to fini()), so that configure()
+ * can tell a reload that turns TLS on or off from a first start: the
+ * descriptor's restart_options cannot say "changed from unset to set", and
+ * configure() sees only the new configuration.  Main thread only. */
+static vcg_plugin_state_t *ws_running;
 
 static int ws_configure(const void *vconf, char *err, size_t errlen) {
   const ws_conf_t *c = vconf;
@@ -94,7 +116,7 @@ static int ws_configure(const void *vconf, char *err, size_t errlen) {
              "\"[v6addr]:port\", got \"%s\"", c->listen ? c->listen : "");
     return VCG_EINVAL;
   }
-  if (vcg__ws_secs(c->idle_timeout) <= vcg__ws_secs(c->ping_interval)) {
+  if (c->idle_timeout < c->ping_interval + 1000) {
     snprintf(err, errlen, "idle_timeout: must exceed ping_interval by at "
              "least one second");
     return VCG_EINVAL;
@@ -104,15 +126,18 @@ static int ws_configure(const void *vconf, char *err, size_t errlen) {
              c->tls_cert ? "tls_key" : "tls_cert");
     return VCG_EINVAL;
   }
-  if (c->tls_cert && access(c->tls_cert, R_OK) != 0) {
-    snprintf(err, errlen, "tls_cert: cannot read %s: %s", c->tls_cert,
-             strerror(errno));
+  /* The whole pair, as a handshake would use it: a reload with a broken
+   * one is refused here, and the running certificate keeps serving. */
+  if (c->tls_cert && vcg__ws_tls_check(c->tls_cert, c->tls_key, err, errlen) != 0)
     return VCG_EINVAL;
-  }
-  if (c->tls_key && access(c->tls_key, R_OK) != 0) {
-    snprintf(err, errlen, "tls_key: cannot read %s: %s", c->tls_key,
-             strerror(errno));
-    return VCG_EINVAL;
+  for (const vcg_plugin_state_t *st = ws_running; st != NULL; st = st->next) {
+    if (st->listen != NULL && c->listen != NULL &&
+        strcmp(st->listen, c->listen) == 0 && st->tls != (c->tls_cert != NULL)) {
+      snprintf(err, errlen, "tls_cert: %s serves %s now; turning TLS %s "
+               "needs a restart", c->listen, st->tls ? "wss://" : "ws://",
+               st->tls ? "off" : "on");
+      return VCG_EINVAL;
+    }
   }
   if (c->notsent_lowat > 0 && c->notsent_lowat < 4096) {
     snprintf(err, errlen, "notsent_lowat: 0 (the kernel's default) or at "
@@ -142,6 +167,15 @@ static int ws_init(const vcg_host_api_t *host, const void *vconf,
   if (*state == NULL)
     return VCG_ENOMEM;
   atomic_init(&(*state)->rx_used, 0);
+  (*state)->listen = strdup(c->listen);
+  if ((*state)->listen == NULL) {
+    free(*state);
+    *state = NULL;
+    return VCG_ENOMEM;
+  }
+  (*state)->tls = c->tls_cert != NULL;
+  (*state)->next = ws_running;
+  ws_running = *state;
   vcg__ws_log_init(c);
   if (c->webroot && c->webroot[0] && stat(c->webroot, &st) != 0)
     host->log(NULL, NULL, VCG_LOG_WARN, "webroot %s: %s; / serves nothing "
@@ -150,6 +184,13 @@ static int ws_init(const vcg_host_api_t *host, const void *vconf,
 }
 
 static void ws_fini(vcg_plugin_state_t *state) {
+  for (vcg_plugin_state_t **pp = &ws_running; *pp != NULL; pp = &(*pp)->next) {
+    if (*pp == state) {
+      *pp = state->next;
+      break;
+    }
+  }
+  free(state->listen);
   free(state);
 }
 
@@ -190,17 +231,18 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
     return r;
   }
   /* From here on every failure goes through vcg__ws_teardown(), which
-   * closes this handle before inst is freed. */
+   * closes these handles before inst is freed. */
   vcg__ws_flush_init(inst);
   vcg__ws_in_init(inst);
+  vcg__ws_alive_init(inst);
+  r = vcg__ws_own_init(inst);
   inst->rdbuf = malloc(WS_RD_BUF);
-  if (inst->rdbuf == NULL) {
+  if (r != 0 || inst->rdbuf == NULL) {
+    host->log(w, NULL, VCG_LOG_ERROR, "cannot set up the socket reader: %s",
+              r != 0 ? vcg_strerror(r) : "out of memory");
     vcg__ws_teardown(inst, NULL);
-    return VCG_ENOMEM;
+    return r != 0 ? r : VCG_ENOMEM;
   }
-  inst->batch_max = WS_BATCH_BYTES;
-  if (conf->notsent_lowat > 0 && (uint64_t)conf->notsent_lowat < WS_BATCH_BYTES)
-    inst->batch_max = (size_t)conf->notsent_lowat;
   r = vcg__ws_lws_start(inst);
   if (r != 0)
     return r; /* inst is being torn down */
@@ -209,6 +251,32 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
             "listening on %s", inst->url);
   *out = inst;
   return 0;
+}
+
+/* A new generation's conf (the same layout), on inst's loop.  Options in
+ * ws_restart_options are unchanged (the core checked), and so is whether
+ * TLS is on (configure() checked). */
+static int ws_reload(vcg_instance_t *inst, const void *vconf) {
+  const ws_conf_t *conf = vconf;
+  struct stat st;
+  int r = 0;
+
+  inst->conf = conf;
+  vcg__ws_batch_limit(inst);
+  vcg__ws_dl_set_timeout(&inst->upgrades, (uint64_t)conf->upgrade_timeout);
+  vcg__ws_dl_set_timeout(&inst->messages, (uint64_t)conf->message_timeout);
+  vcg__ws_alive_reload(inst);
+  if (inst->tls)
+    r = vcg__ws_tls_reload(inst, conf->tls_cert, conf->tls_key);
+  if (r == 0 && inst->tls)
+    inst->host->log(inst->w, NULL, inst->host->worker_index(inst->w) == 0 ?
+                    VCG_LOG_INFO : VCG_LOG_DEBUG, "reload: certificate %s "
+                    "loaded for new connections", conf->tls_cert);
+  if (inst->host->worker_index(inst->w) == 0 && conf->webroot &&
+      conf->webroot[0] && stat(conf->webroot, &st) != 0)
+    inst->host->log(inst->w, NULL, VCG_LOG_WARN, "webroot %s: %s; / serves "
+                    "nothing until it exists", conf->webroot, strerror(errno));
+  return r;
 }
 
 static void ws_drain(vcg_instance_t *inst) {
@@ -244,6 +312,7 @@ static const vcg_transport_ops_t ws_ops = {
   .init = ws_init,
   .fini = ws_fini,
   .start = ws_start,
+  .reload = ws_reload,
   .drain = ws_drain,
   .stop = ws_stop,
   .send = ws_send,
@@ -257,6 +326,7 @@ static const vcg_plugin_t ws_plugin = VCG_PLUGIN_DESCRIPTOR(
   .kind = VCG_PLUGIN_TRANSPORT,
   .options = ws_options,
   .conf_size = sizeof(ws_conf_t),
-  .transport = &ws_ops);
+  .transport = &ws_ops,
+  .restart_options = ws_restart_options);
 
 VCG_PLUGIN_DEFINE(ws_plugin)

@@ -5,7 +5,9 @@
  * added, so appending keeps the list in deadline order and the one timer
  * only ever waits for the head: adding, removing and expiring are O(1),
  * however many connections wait.  Used for the time to a completed upgrade
- * (ws_listen.c) and the time an unfinished message may take (ws_in.c).
+ * (ws_listen.c), the time an unfinished message may take (ws_in.c) and
+ * the keepalive (ws_alive.c).  A reload that changes a timeout moves every
+ * deadline by the same amount, which keeps the order.
  */
 #include "ws_int.h"
 
@@ -76,6 +78,21 @@ void vcg__ws_dl_remove(ws_dl_t *dl, ws_dl_node_t *n) {
     dl->tail = n->prev;
   n->prev = n->next = NULL;
   n->due = 0;
+}
+
+void vcg__ws_dl_set_timeout(ws_dl_t *dl, uint64_t timeout_ms) {
+  uint64_t old = dl->timeout;
+
+  if (timeout_ms == old)
+    return;
+  dl->timeout = timeout_ms;
+  for (ws_dl_node_t *n = dl->head; n != NULL; n = n->next) {
+    uint64_t d = n->due - old + timeout_ms;
+
+    /* 0 means "not in a list"; a due in the past expires at once. */
+    n->due = timeout_ms < old && n->due - 1 < old - timeout_ms ? 1 : d;
+  }
+  ws_dl_arm(dl);
 }
 
 void vcg__ws_dl_close(ws_dl_t *dl) {

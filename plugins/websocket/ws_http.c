@@ -114,7 +114,7 @@ static int ws_request_path(struct lws *wsi, char *buf, int len) {
  * or a later request on a kept-alive connection).  Returns NULL when there
  * is none or it is too long. */
 static const char *ws_target(ws_conn_t *c, struct lws *wsi, char **owned) {
-  int hmax = (int)c->inst->conf->max_header_size + 1, nargs;
+  int hmax = (int)c->inst->hdr_max + 1, nargs;
   char *path, *args, *argv[64];
   size_t cap, used;
   long r = -1;

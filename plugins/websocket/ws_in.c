@@ -8,79 +8,21 @@
  * client frames as if they were masked, drops the connection without a
  * close frame on a control frame over 125 bytes or a 64-bit length with
  * its top bit set, and no callback or option of 4.1 exposes the frame
- * header to change that.  So on ws:// this file reads the socket itself
- * once the upgrade is done and parses frames strictly
- * (vcg__ws_frame_header()): lws keeps the handshake, every write, its PING
- * timer and the close, and stops reading (lws_rx_flow_control(wsi, 0));
- * we read through a dup() of the socket, since libuv allows one poll
- * handle per descriptor and lws keeps its own for writing.  The price is
- * one descriptor and one poll handle per ws:// connection.
- *
- * The takeover is only safe when lws holds no byte past the request head
- * (a client that sent frames before our 101, which RFC 6455 4.1 forbids):
- * at ESTABLISHED the bytes the socket received (TCP_INFO) minus those
- * still queued (FIONREAD) must be exactly the head ws_listen.c peeked.
- * Otherwise, and on wss:// where the bytes are ciphertext, lws's parser
+ * header to change that.  So on the ws:// sockets we own after the
+ * upgrade (ws_own.c) this file reads and parses frames strictly
+ * (vcg__ws_frame_header()), up to WS_RD_BUF per recv() into one buffer per
+ * worker, unmasking and delivering in place.  On wss://, where the bytes
+ * are ciphertext, and for a ws:// client lws holds bytes of, lws's parser
  * reads (vcg__ws_on_receive()), and what is checked there is what a
  * callback sees: the close frame (vcg__ws_peer_close()).
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/tcp.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
+#include <sys/socket.h>
 
 #include "ws_int.h"
-
-/* glibc's struct tcp_info stops at tcpi_total_retrans; the kernel's goes
- * on (the layout only ever grows at its end), and tcpi_bytes_received
- * (Linux 4.1) is the fourth 64-bit member after it.  <linux/tcp.h> has
- * it but cannot be included with <netinet/tcp.h>, which lws includes. */
-struct ws_tcp_info {
-  struct tcp_info base;
-  uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
-};
-_Static_assert(offsetof(struct ws_tcp_info, bytes_received) == 128,
-               "the kernel's tcpi_bytes_received is at byte 128");
-
-/* Our reader of a ws:// connection. */
-struct ws_rd {
-  uv_poll_t poll;              /* on fd; first member (freed through it) */
-  ws_conn_t *c;                /* NULL once stopped */
-  int fd;                      /* our dup of the socket (owned) */
-  /* A frame header split across reads. */
-  uint8_t hdr[VCG__WS_FRAME_HDR_MAX];
-  size_t hlen;
-  /* The frame being read. */
-  vcg__ws_frame_t f;
-  uint64_t left, off;          /* payload bytes still to come, and read */
-  unsigned in_frame : 1;
-  unsigned msg_open : 1;       /* a fragmented message awaits continuations */
-  unsigned dead : 1;           /* protocol error or close: read, discard */
-  unsigned pong_pending : 1;
-  uint8_t ctl[125];            /* a control frame's payload */
-  uint8_t ctllen;
-  uint8_t ponglen;
-  uint8_t pong[125];           /* the PONG owed for the latest PING */
-};
-
-/* ------------------------------------------------------- liveness */
-
-/* Any frame is proof of life, as a PONG would be.  Reported at most once a
- * second (the ping and idle policies count in seconds): lws keeps validity
- * timers in one sorted list per thread, so each report walks it, and per
- * message that grew with the number of connections. */
-static void ws_alive(vcg_instance_t *inst, ws_conn_t *c) {
-  uint32_t sec = (uint32_t)(uv_now(inst->loop) / 1000);
-
-  if (sec != c->alive_sec) {
-    c->alive_sec = sec;
-    lws_validity_confirmed(c->wsi);
-  }
-}
 
 /* ------------------------------------------- unfinished messages */
 
@@ -93,7 +35,7 @@ void vcg__ws_msg_reset(ws_conn_t *c) {
   vcg__ws_dl_remove(&c->inst->messages, &c->msg_node);
 }
 
-static void ws_rd_fail(ws_rd_t *rd, int code, const char *why);
+static void ws_rd_fail(ws_conn_t *c, int code, const char *why);
 
 /* A message still unfinished message_timeout after it started. */
 static void ws_msg_expired(vcg_instance_t *inst, ws_dl_node_t *n) {
@@ -105,8 +47,8 @@ static void ws_msg_expired(vcg_instance_t *inst, ws_dl_node_t *n) {
                   (long long)inst->conf->message_timeout, c->rxlen);
   inst->host->counter_add(inst->w, "message_timeouts", 1);
   vcg__ws_msg_reset(c);
-  if (c->rd != NULL)
-    ws_rd_fail(c->rd, 1008, why);
+  if (c->own != NULL)
+    ws_rd_fail(c, 1008, why);
   else
     vcg__ws_conn_begin_close(c, 1008, why);
 }
@@ -214,7 +156,7 @@ int vcg__ws_on_receive(vcg_instance_t *inst, ws_conn_t *c, const void *in,
     return vcg__ws_conn_close_now(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
                                   "binary messages only");
   }
-  ws_alive(inst, c);
+  vcg__ws_alive(c);
   r = ws_msg_piece(inst, c, in, len, lws_is_first_fragment(c->wsi),
                    lws_is_final_fragment(c->wsi),
                    lws_remaining_packet_payload(c->wsi));
@@ -254,85 +196,38 @@ int vcg__ws_peer_close(vcg_instance_t *inst, ws_conn_t *c, const void *in,
 
 /* --------------------------------------------------- our reader (ws://) */
 
-static void ws_rd_closed(uv_handle_t *h) {
-  ws_rd_t *rd = (ws_rd_t *)h;
-
-  /* Only now: closing the descriptor while libuv still knew it could
-   * unregister another socket that got the same number. */
-  close(rd->fd);
-  free(rd);
-}
-
-void vcg__ws_rd_stop(ws_conn_t *c) {
-  ws_rd_t *rd = c->rd;
-
-  if (rd == NULL)
-    return;
-  c->rd = NULL;
-  rd->c = NULL;
-  uv_poll_stop(&rd->poll);
-  uv_close((uv_handle_t *)&rd->poll, ws_rd_closed);
-}
-
 /* The socket is done with (EOF, error, the close handshake complete). */
 static void ws_rd_kill(ws_conn_t *c) {
-  vcg__ws_rd_stop(c);
+  c->own->dead = 1;
   vcg__ws_conn_kill(c);
 }
 
 /* A protocol error: say why in a close frame, read nothing more. */
-static void ws_rd_fail(ws_rd_t *rd, int code, const char *why) {
-  ws_conn_t *c = rd->c;
-
+static void ws_rd_fail(ws_conn_t *c, int code, const char *why) {
   c->inst->host->log(c->inst->w, c->s, VCG_LOG_DEBUG,
                      "closing with %d: %s", code, why);
-  rd->dead = 1;
+  c->own->dead = 1;
   vcg__ws_conn_begin_close(c, code, why);
 }
 
-/* Send the PONG we owe now, or once lws has written what it holds. */
-static void ws_pong_flush(ws_rd_t *rd) {
-  ws_conn_t *c = rd->c;
-  uint8_t buf[LWS_PRE + sizeof(rd->pong)];
-
-  if (!rd->pong_pending || c->closing)
-    return;
-  if (lws_partial_buffered(c->wsi)) {
-    lws_callback_on_writable(c->wsi);
-    return;
-  }
-  rd->pong_pending = 0;
-  memcpy(buf + LWS_PRE, rd->pong, rd->ponglen);
-  if (lws_write(c->wsi, buf + LWS_PRE, rd->ponglen, LWS_WRITE_PONG) < 0)
-    ws_rd_kill(c);
-}
-
-void vcg__ws_rd_writeable(ws_conn_t *c) {
-  if (c->rd != NULL)
-    ws_pong_flush(c->rd);
-}
-
-/* A complete control frame. */
-static void ws_rd_control(ws_rd_t *rd) {
-  ws_conn_t *c = rd->c;
+/* A complete control frame, its payload in p. */
+static void ws_rd_control(ws_conn_t *c, const uint8_t *p, size_t n) {
+  ws_own_t *o = c->own;
   unsigned code;
 
-  switch (rd->f.opcode) {
+  switch (o->f.opcode) {
   case 9: /* PING: answer the latest one */
-    memcpy(rd->pong, rd->ctl, rd->ctllen);
-    rd->ponglen = rd->ctllen;
-    rd->pong_pending = 1;
-    ws_pong_flush(rd);
+    vcg__ws_own_pong(c, p, n);
     break;
-  case 10: /* PONG: proof of life, counted in ws_alive() */
+  case 10: /* PONG: proof of life, counted in vcg__ws_alive() */
     break;
   default: /* CLOSE */
-    rd->dead = 1; /* nothing comes after a close frame */
+    o->dead = 1; /* nothing comes after a close frame */
     if (c->close_sent) {
       ws_rd_kill(c); /* the echo of ours: the handshake is complete */
       return;
     }
-    code = vcg__ws_close_answer(rd->ctl, rd->ctllen);
+    code = vcg__ws_close_answer(p, n);
     c->peer_closed = 1; /* hang up once ours is out */
     if (code == 1002 || code == 1007)
       vcg__ws_conn_begin_close(c, (int)code, code == 1007 ?
@@ -344,28 +239,28 @@ static void ws_rd_control(ws_rd_t *rd) {
 }
 
 /* A frame header was parsed: check it against the message state. */
-static void ws_rd_frame(ws_rd_t *rd) {
-  ws_conn_t *c = rd->c;
+static void ws_rd_frame(ws_conn_t *c) {
+  ws_own_t *o = c->own;
   size_t max = c->inst->host->max_message_size(c->inst->w);
 
-  rd->in_frame = 1;
-  rd->left = rd->f.len;
-  rd->off = 0;
-  rd->ctllen = 0;
-  switch (rd->f.opcode) {
+  o->in_frame = 1;
+  o->left = o->f.len;
+  o->off = 0;
+  o->ctllen = 0;
+  switch (o->f.opcode) {
   case 1:
-    ws_rd_fail(rd, 1003, "binary messages only");
+    ws_rd_fail(c, 1003, "binary messages only");
     return;
   case 2:
-    if (rd->msg_open) {
-      ws_rd_fail(rd, 1002, "a new message inside a fragmented one");
+    if (o->msg_open) {
+      ws_rd_fail(c, 1002, "a new message inside a fragmented one");
       return;
     }
-    rd->msg_open = !rd->f.fin;
+    o->msg_open = !o->f.fin;
     break;
   case 0:
-    if (!rd->msg_open) {
-      ws_rd_fail(rd, 1002, "continuation without a message");
+    if (!o->msg_open) {
+      ws_rd_fail(c, 1002, "continuation without a message");
       return;
     }
     break;
@@ -373,150 +268,134 @@ static void ws_rd_frame(ws_rd_t *rd) {
     return; /* control frames are checked by the header parser */
   }
   /* The declared length alone can be too much: refuse before the bytes. */
-  if (rd->f.len > max || (rd->f.opcode == 0 && c->rxlen + rd->f.len > max)) {
+  if (o->f.len > max || (o->f.opcode == 0 && c->rxlen + o->f.len > max)) {
     c->inst->host->log(c->inst->w, c->s, VCG_LOG_INFO,
                        "message over %zu bytes: closing with 1009", max);
-    ws_rd_fail(rd, 1009, "message too big");
+    ws_rd_fail(c, 1009, "message too big");
   }
 }
 
 /* Payload bytes of the current frame (unmasked here, in place). */
-static void ws_rd_payload(ws_rd_t *rd, uint8_t *p, size_t n) {
-  ws_conn_t *c = rd->c;
-  int last = n == rd->left, r;
+static void ws_rd_payload(ws_conn_t *c, uint8_t *p, size_t n) {
+  ws_own_t *o = c->own;
+  int last = n == o->left, r;
 
-  vcg__ws_unmask(p, n, rd->f.mask, rd->off);
-  if (rd->f.opcode >= 8) {
-    memcpy(rd->ctl + rd->ctllen, p, n);
-    rd->ctllen = (uint8_t)(rd->ctllen + n);
+  vcg__ws_unmask(p, n, o->f.mask, o->off);
+  if (o->f.opcode >= 8) {
+    if (last && o->ctllen == 0) {
+      /* The whole payload in this read: no copy. */
+      o->off += n;
+      o->left = 0;
+      o->in_frame = 0;
+      if (!o->dead)
+        ws_rd_control(c, p, n);
+      return;
+    }
+    if (o->ctl == NULL && (o->ctl = malloc(125)) == NULL) {
+      ws_rd_fail(c, 1011, "out of memory");
+      return;
+    }
+    memcpy(o->ctl + o->ctllen, p, n);
+    o->ctllen = (uint8_t)(o->ctllen + n);
   } else if (!c->closing) {
-    r = ws_msg_piece(c->inst, c, p, n, rd->f.opcode == 2 && rd->off == 0,
-                     rd->f.fin && last, rd->left - n);
+    r = ws_msg_piece(c->inst, c, p, n, o->f.opcode == 2 && o->off == 0,
+                     o->f.fin && last, o->left - n);
     if (r != 0)
-      ws_rd_fail(rd, r, ws_msg_why(r));
+      ws_rd_fail(c, r, ws_msg_why(r));
   }
-  rd->off += n;
-  rd->left -= n;
-  if (rd->left == 0) {
-    rd->in_frame = 0;
-    if (rd->f.opcode == 0 && rd->f.fin)
-      rd->msg_open = 0;
-    if (rd->f.opcode >= 8 && !rd->dead)
-      ws_rd_control(rd);
+  o->off += n;
+  o->left -= n;
+  if (o->left == 0) {
+    o->in_frame = 0;
+    if (o->f.opcode == 0 && o->f.fin)
+      o->msg_open = 0;
+    if (o->f.opcode >= 8) {
+      if (!o->dead)
+        ws_rd_control(c, o->ctl, o->ctllen);
+      if (c->own != NULL) {
+        free(c->own->ctl);
+        c->own->ctl = NULL;
+      }
+    }
   }
 }
 
 /* Parse what one recv() brought. */
-static void ws_rd_parse(ws_rd_t *rd, uint8_t *buf, size_t n) {
+static void ws_rd_parse(ws_conn_t *c, uint8_t *buf, size_t n) {
   size_t i = 0;
 
-  while (rd->c != NULL && !rd->dead && (i < n || (rd->in_frame && rd->left == 0))) {
-    if (!rd->in_frame) {
+  while (c->own != NULL && !c->own->dead &&
+         (i < n || (c->own->in_frame && c->own->left == 0))) {
+    ws_own_t *o = c->own;
+
+    if (!o->in_frame) {
       const char *why = NULL;
       size_t take = n - i;
       long h;
 
-      if (rd->hlen == 0 && take >= VCG__WS_FRAME_HDR_MAX) {
-        h = vcg__ws_frame_header(buf + i, take, &rd->f, &why);
+      if (o->hlen == 0 && take >= VCG__WS_FRAME_HDR_MAX) {
+        h = vcg__ws_frame_header(buf + i, take, &o->f, &why);
         if (h > 0)
           i += (size_t)h;
       } else {
-        if (take > sizeof(rd->hdr) - rd->hlen)
-          take = sizeof(rd->hdr) - rd->hlen;
-        memcpy(rd->hdr + rd->hlen, buf + i, take);
-        h = vcg__ws_frame_header(rd->hdr, rd->hlen + take, &rd->f, &why);
+        if (take > sizeof(o->hdr) - o->hlen)
+          take = sizeof(o->hdr) - o->hlen;
+        memcpy(o->hdr + o->hlen, buf + i, take);
+        h = vcg__ws_frame_header(o->hdr, o->hlen + take, &o->f, &why);
         if (h > 0) {
-          i += (size_t)h - rd->hlen;
-          rd->hlen = 0;
+          i += (size_t)h - o->hlen;
+          o->hlen = 0;
         } else if (h == 0) {
-          rd->hlen += take;
+          o->hlen = (uint8_t)(o->hlen + take);
           i += take;
         }
       }
       if (h < 0) {
-        ws_rd_fail(rd, 1002, why);
+        ws_rd_fail(c, 1002, why);
         return;
       }
       if (h == 0)
         return; /* the rest of the header comes with the next read */
-      ws_rd_frame(rd);
+      ws_rd_frame(c);
       continue;
     }
     {
-      size_t take = n - i < rd->left ? n - i : (size_t)rd->left;
+      size_t take = n - i < o->left ? n - i : (size_t)o->left;
 
-      ws_rd_payload(rd, buf + i, take);
+      ws_rd_payload(c, buf + i, take);
       i += take;
     }
   }
 }
 
-static void ws_rd_cb(uv_poll_t *h, int status, int events) {
-  ws_rd_t *rd = (ws_rd_t *)h;
-  ws_conn_t *c = rd->c;
-  vcg_instance_t *inst;
-  ssize_t n;
-
-  (void)events;
-  if (c == NULL)
-    return;
-  inst = c->inst;
-  if (status < 0) {
-    ws_rd_kill(c);
-    return;
-  }
-  n = recv(rd->fd, inst->rdbuf, WS_RD_BUF, MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-    return;
-  if (n <= 0) {
-    ws_rd_kill(c); /* gone, or a close handshake that ended in EOF */
-    return;
-  }
-  if (rd->dead)
-    return; /* read and discard until the close completes */
-  vcg__ws_note_reader(inst, c);
-  ws_alive(inst, c);
-  ws_rd_parse(rd, (uint8_t *)inst->rdbuf, (size_t)n);
-}
-
-void vcg__ws_rd_start(ws_conn_t *c) {
+void vcg__ws_own_read(ws_conn_t *c) {
   vcg_instance_t *inst = c->inst;
-  int fd = lws_get_socket_fd(c->wsi), inq = -1;
-  struct ws_tcp_info ti;
-  socklen_t tl = sizeof(ti);
-  ws_rd_t *rd;
+  int fd = c->fd;
+  size_t budget = WS_READ_BUDGET;
 
-  if (inst->tls || c->head_len == 0)
-    return;
-  memset(&ti, 0, sizeof(ti));
-  if (ioctl(fd, FIONREAD, &inq) != 0 ||
-      getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0 ||
-      tl < sizeof(ti) || ti.bytes_received - (uint64_t)inq != c->head_len) {
-    /* (A FIN counts one byte in tcpi_bytes_received: a client that closed
-     * at once is read by lws too, which ends it as well as we would.) */
-    inst->host->log(inst->w, c->s, VCG_LOG_DEBUG, "libwebsockets holds bytes "
-                    "past the request head (sent before our 101, or a close): "
-                    "it reads this connection");
-    return;
-  }
-  rd = calloc(1, sizeof(*rd));
-  if (rd == NULL)
-    return;
-  rd->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (rd->fd < 0) {
-    free(rd);
-    return; /* out of descriptors: lws reads this one */
-  }
-  if (uv_poll_init_socket(inst->loop, &rd->poll, rd->fd) != 0) {
-    close(rd->fd);
-    free(rd);
-    return;
-  }
-  rd->c = c;
-  c->rd = rd;
-  lws_rx_flow_control(c->wsi, 0);
-  if (uv_poll_start(&rd->poll, UV_READABLE, ws_rd_cb) != 0) {
-    vcg__ws_rd_stop(c);
-    lws_rx_flow_control(c->wsi, 1);
+  while (c->own != NULL && !c->killed && fd >= 0) {
+    size_t want = budget < WS_RD_BUF ? budget : WS_RD_BUF;
+    ssize_t n = recv(fd, inst->rdbuf, want, MSG_DONTWAIT);
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return; /* empty: the next input edge brings more */
+    if (n <= 0) {
+      ws_rd_kill(c); /* gone, or a close handshake that ended in EOF */
+      return;
+    }
+    if (!c->own->dead) {
+      vcg__ws_note_reader(inst, c);
+      vcg__ws_alive(c);
+      ws_rd_parse(c, inst->rdbuf, (size_t)n);
+    } /* else read and discard until the close completes */
+    if ((size_t)n < want)
+      return; /* a short read emptied the socket */
+    budget -= (size_t)n;
+    if (budget == 0) {
+      vcg__ws_own_ready(c); /* more next turn, after the others */
+      return;
+    }
   }
 }

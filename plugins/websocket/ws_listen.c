@@ -71,11 +71,17 @@ struct ws_peek {
 /* --------------------------------------------------------- deadlines */
 
 void vcg__ws_upgrade_restart(ws_conn_t *c) {
+  if (c->up_list != WS_LIST_NONE && c->up_list != WS_LIST_UPGRADES)
+    return; /* upgraded: the keepalive has the node */
   vcg__ws_dl_add(&c->inst->upgrades, &c->up_node);
+  c->up_list = WS_LIST_UPGRADES;
 }
 
 void vcg__ws_upgrade_done(ws_conn_t *c) {
+  if (c->up_list != WS_LIST_UPGRADES)
+    return;
   vcg__ws_dl_remove(&c->inst->upgrades, &c->up_node);
+  c->up_list = WS_LIST_NONE;
 }
 
 /* --------------------------------------------------- before adoption */
@@ -109,8 +115,7 @@ static void ws_early_reply(vcg_instance_t *inst, int fd, unsigned status,
   long n;
   int i;
 
-  for (i = 0; i < 4 && recv(fd, inst->peekbuf,
-                            (size_t)inst->conf->max_header_size,
+  for (i = 0; i < 4 && recv(fd, inst->peekbuf, inst->hdr_max,
                             MSG_DONTWAIT) > 0; i++)
     ;
   n = vcg__ws_http_format(buf, sizeof(buf), status,
@@ -136,6 +141,7 @@ static void ws_drop(ws_conn_t *c, unsigned status, const char *body) {
 static void ws_upgrade_expired(vcg_instance_t *inst, ws_dl_node_t *n) {
   ws_conn_t *c = WS_CONN_OF(n, up_node);
 
+  c->up_list = WS_LIST_NONE;
   inst->host->log(inst->w, NULL, VCG_LOG_DEBUG,
                   "no upgrade within %lld ms: closing",
                   (long long)inst->conf->upgrade_timeout);
@@ -186,7 +192,7 @@ static int ws_peek_wait(ws_conn_t *c, size_t n, unsigned status,
                         const char *why) {
   int lowat = (int)n + 1;
 
-  if (n >= (size_t)c->inst->conf->max_header_size) {
+  if (n >= c->inst->hdr_max) {
     ws_drop(c, status, why);
     return 1;
   }
@@ -200,7 +206,7 @@ static int ws_peek_wait(ws_conn_t *c, size_t n, unsigned status,
  * was adopted or dropped, 0 to keep waiting. */
 static int ws_peek_try(ws_conn_t *c) {
   vcg_instance_t *inst = c->inst;
-  size_t cap = (size_t)inst->conf->max_header_size, toff, tlen, linelen, hl;
+  size_t cap = inst->hdr_max, toff, tlen, linelen, hl;
   ssize_t n = recv(c->fd, inst->peekbuf, cap, MSG_PEEK | MSG_DONTWAIT);
   const char *why;
   int r;
@@ -314,7 +320,7 @@ static void ws_accepted(vcg_instance_t *inst, int fd,
 
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
   }
-  vcg__ws_dl_add(&inst->upgrades, &c->up_node);
+  vcg__ws_upgrade_restart(c);
   if (inst->tls)
     ws_adopt(c);
   else
@@ -497,7 +503,8 @@ int vcg__ws_listen_open(vcg_instance_t *inst) {
   }
   freeaddrinfo(res);
   inst->lfd = fd;
-  inst->peekbuf = malloc((size_t)inst->conf->max_header_size);
+  inst->hdr_max = (size_t)inst->conf->max_header_size;
+  inst->peekbuf = malloc(inst->hdr_max);
   if (inst->peekbuf == NULL)
     return VCG_ENOMEM;
 

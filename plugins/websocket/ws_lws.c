@@ -118,13 +118,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
   case LWS_CALLBACK_ESTABLISHED:
     if (c == NULL || c->s == NULL)
       return -1; /* an upgrade we did not accept: cannot happen */
-    c->established = 1;
-    vcg__ws_upgrade_done(c);
-    vcg__ws_rd_start(c);
-    /* Packets queued from inside session_open(), or a close() that came
-     * before the 101, are written now. */
-    if (c->closing || c->qlen > 0)
-      lws_callback_on_writable(wsi);
+    vcg__ws_conn_established(c);
     return 0;
 
   case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
@@ -140,11 +134,20 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
       return -1;
     return vcg__ws_on_receive(inst, c, in, len);
 
+  case LWS_CALLBACK_RECEIVE_PONG:
+    if (c != NULL)
+      vcg__ws_alive(c);
+    return 0;
+
   case LWS_CALLBACK_CLOSED:
-    if (c != NULL) {
-      c->established = 0; /* no more writable requests on this wsi */
-      vcg__ws_rd_stop(c); /* lws reads what is left while it shuts down */
-    }
+    if (c != NULL)
+      vcg__ws_conn_closed(c);
+    return 0;
+
+  case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+    /* The vhost's SSL_CTX, for reload() to swap certificates in. */
+    if (inst != NULL)
+      inst->ssl_ctx = user;
     return 0;
 
   case LWS_CALLBACK_WSI_DESTROY:
@@ -175,11 +178,15 @@ int vcg__ws_lws_start(vcg_instance_t *inst) {
   inst->protocols[0].name = "vcgate";
   inst->protocols[0].callback = ws_callback;
   inst->protocols[0].per_session_data_size = 0;
-  inst->protocols[0].rx_buffer_size = (size_t)conf->rx_buffer_size;
+  /* lws allocates this much per connection at the upgrade.  On ws:// it
+   * only reads connections we could not take over (ws_own.c). */
+  inst->protocols[0].rx_buffer_size = inst->tls ? (size_t)conf->rx_buffer_size
+                                                : WS_LWS_RX_OWNED;
   inst->protocols[0].tx_packet_size = WS_TX_PACKET;
 
-  inst->retry.secs_since_valid_ping = (uint16_t)vcg__ws_secs(conf->ping_interval);
-  inst->retry.secs_since_valid_hangup = (uint16_t)vcg__ws_secs(conf->idle_timeout);
+  /* No hangup time: lws's own PING and idle timers stay off (ws_alive.c
+   * runs them, and only we may write on the sockets we own). */
+  memset(&inst->retry, 0, sizeof(inst->retry));
 
   memset(&ci, 0, sizeof(ci));
   loops[0] = inst->loop;
@@ -190,7 +197,7 @@ int vcg__ws_lws_start(vcg_instance_t *inst) {
   ci.port = CONTEXT_PORT_NO_LISTEN_SERVER;
   ci.user = inst;
   ci.pcontext = &inst->ctx_alive;
-  ci.max_http_header_data = (unsigned short)conf->max_header_size;
+  ci.max_http_header_data = (unsigned short)inst->hdr_max;
   inst->ctx = lws_create_context(&ci);
   inst->ctx_alive = inst->ctx;
   if (inst->ctx == NULL) {
@@ -205,12 +212,19 @@ int vcg__ws_lws_start(vcg_instance_t *inst) {
   ci.vhost_name = "vcgate";
   ci.protocols = inst->protocols;
   ci.retry_and_idle_policy = &inst->retry;
-  ci.max_http_header_data = (unsigned short)conf->max_header_size;
+  ci.max_http_header_data = (unsigned short)inst->hdr_max;
   /* HTTP/1.1 only: websockets over h2 would need RFC 8441 on both ends. */
   ci.alpn = "http/1.1";
   if (inst->tls) {
     ci.ssl_cert_filepath = conf->tls_cert;
     ci.ssl_private_key_filepath = conf->tls_key;
+    inst->client_ctx = vcg__ws_tls_client_ctx_new();
+    if (inst->client_ctx == NULL) {
+      host->log(inst->w, NULL, VCG_LOG_ERROR, "cannot create a TLS context");
+      vcg__ws_teardown(inst, NULL);
+      return VCG_ENOMEM;
+    }
+    ci.provided_client_ssl_ctx = inst->client_ctx;
   }
   inst->vh = lws_create_vhost(inst->ctx, &ci);
   if (inst->vh == NULL) {
@@ -230,9 +244,13 @@ static void ws_inst_free(vcg_instance_t *inst) {
   vcg_stopped_cb cb = inst->stop_cb;
   vcg_worker_t *w = inst->w;
 
+  /* lws may still point at it when it had to leak its context. */
+  if (inst->ctx_alive == NULL)
+    vcg__ws_tls_ctx_free(inst->client_ctx);
   free(inst->sendbuf);
   free(inst->rdbuf);
   free(inst->dirty);
+  free(inst->ready);
   free(inst->peekbuf);
   free(inst);
   vcg__ws_tl_release();
@@ -301,6 +319,8 @@ void vcg__ws_teardown(vcg_instance_t *inst, vcg_stopped_cb cb) {
    * them. */
   vcg__ws_flush_close(inst);
   vcg__ws_in_close(inst);
+  vcg__ws_alive_close(inst);
+  vcg__ws_own_close(inst);
   if (inst->ctx != NULL) {
     /* First call: lws starts closing every wsi (each ends in WSI_DESTROY,
      * hence session_closed) and then its own handles. */

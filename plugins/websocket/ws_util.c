@@ -426,27 +426,54 @@ long vcg__ws_frame_header(const uint8_t *p, size_t n, vcg__ws_frame_t *f,
 }
 
 void vcg__ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t off) {
-  uint8_t m[4];
+  /* 16 bytes at a time (GCC's vector extension: SSE2, the x86-64
+   * baseline, or what the target has), four vectors per turn; the key
+   * repeats every four bytes, so one vector of it serves every offset.
+   * Each received byte is unmasked here once: it was a seventh of the
+   * server's own instructions with an 8-byte loop. */
+  typedef uint8_t ws_v16 __attribute__((vector_size(16)));
+  uint8_t m[16];
+  ws_v16 mv;
   size_t i = 0;
 
-  for (int k = 0; k < 4; k++)
+  for (int k = 0; k < 16; k++)
     m[k] = mask[(off + (uint64_t)k) & 3];
-  /* Eight bytes at a time: the key repeats every four. */
-  if (n >= 8) {
-    uint64_t m8;
-    uint8_t mm[8];
+  memcpy(&mv, m, sizeof(mv));
+  for (; i + 64 <= n; i += 64) {
+    ws_v16 a, b, c, d;
 
-    for (int k = 0; k < 8; k++)
-      mm[k] = m[k & 3];
-    memcpy(&m8, mm, 8);
-    for (; i + 8 <= n; i += 8) {
-      uint64_t v;
+    memcpy(&a, p + i, 16);
+    memcpy(&b, p + i + 16, 16);
+    memcpy(&c, p + i + 32, 16);
+    memcpy(&d, p + i + 48, 16);
+    a ^= mv;
+    b ^= mv;
+    c ^= mv;
+    d ^= mv;
+    memcpy(p + i, &a, 16);
+    memcpy(p + i + 16, &b, 16);
+    memcpy(p + i + 32, &c, 16);
+    memcpy(p + i + 48, &d, 16);
+  }
+  for (; i + 16 <= n; i += 16) {
+    ws_v16 a;
 
-      memcpy(&v, p + i, 8);
-      v ^= m8;
-      memcpy(p + i, &v, 8);
-    }
+    memcpy(&a, p + i, 16);
+    a ^= mv;
+    memcpy(p + i, &a, 16);
   }
   for (; i < n; i++)
-    p[i] ^= m[i & 3];
+    p[i] ^= m[i & 15];
+}
+
+size_t vcg__ws_written(const size_t *rem, size_t npieces, size_t n,
+                       size_t *part) {
+  size_t i;
+
+  *part = 0;
+  for (i = 0; i < npieces && n >= rem[i]; i++)
+    n -= rem[i];
+  if (i < npieces)
+    *part = n;
+  return i;
 }

@@ -120,4 +120,34 @@ long vcg__ws_frame_header(const uint8_t *p, size_t n, vcg__ws_frame_t *f,
  * payload (the mask key cycles over the whole payload). */
 void vcg__ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t off);
 
+/* The header of an unmasked server frame: FIN set, `opcode`, payload length
+ * len in its shortest form.  Writes 2, 4 or 10 bytes to dst (room for
+ * VCG__WS_SERVER_HDR_MAX) and returns how many. */
+#define VCG__WS_SERVER_HDR_MAX 10
+static inline size_t vcg__ws_server_hdr(uint8_t *dst, unsigned opcode,
+                                        uint64_t len) {
+  dst[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+  if (len < 126) {
+    dst[1] = (uint8_t)len;
+    return 2;
+  }
+  if (len < 65536) {
+    dst[1] = 126;
+    dst[2] = (uint8_t)(len >> 8);
+    dst[3] = (uint8_t)len;
+    return 4;
+  }
+  dst[1] = 127;
+  for (int k = 0; k < 8; k++)
+    dst[2 + k] = (uint8_t)(len >> (56 - 8 * k));
+  return 10;
+}
+
+/* What a write of `n` bytes took of a sequence of pieces (frames, or what
+ * is left of them) of rem[0..npieces) bytes each, in order: returns how
+ * many pieces it took whole, and in *part how many bytes of the next one
+ * (0 when it stopped at a boundary, or took them all). */
+size_t vcg__ws_written(const size_t *rem, size_t npieces, size_t n,
+                       size_t *part);
+
 #endif

@@ -262,13 +262,67 @@ TEST(frame_headers_refused) {
 }
 
 TEST(unmask_any_offset) {
-  uint8_t key[4] = { 1, 2, 3, 4 }, buf[40], ref[40];
+  uint8_t key[4] = { 1, 2, 3, 4 }, buf[200], ref[200];
   for (int i = 0; i < 40; i++) buf[i] = ref[i] = (uint8_t)(i * 7);
   vcg__ws_unmask(buf, 3, key, 0);          /* in two pieces, unaligned */
   vcg__ws_unmask(buf + 3, 37, key, 3);
   int ok = 1;
   for (int i = 0; i < 40; i++) ok &= buf[i] == (uint8_t)(ref[i] ^ key[i & 3]);
-  CHECK(ok, "the key cycles across pieces and the 8-byte path");
+  CHECK(ok, "the key cycles across pieces and the 16-byte path");
+  /* Every split of 200 bytes (the 64-byte, 16-byte and byte paths, at
+   * every alignment of the key) gives the bytewise result. */
+  ok = 1;
+  for (int cut = 0; cut <= 200; cut += 7) {
+    for (int i = 0; i < 200; i++) buf[i] = ref[i] = (uint8_t)(i * 13 + 5);
+    vcg__ws_unmask(buf, (size_t)cut, key, 0);
+    vcg__ws_unmask(buf + cut, (size_t)(200 - cut), key, (uint64_t)cut);
+    for (int i = 0; i < 200; i++) ok &= buf[i] == (uint8_t)(ref[i] ^ key[i & 3]);
+  }
+  CHECK(ok, "any split, any length, matches unmasking byte by byte");
+}
+
+TEST(server_frame_headers) {
+  uint8_t h[VCG__WS_SERVER_HDR_MAX];
+  vcg__ws_frame_t f;
+  const char *why;
+  CHECK_EQ(vcg__ws_server_hdr(h, 2, 125), 2);
+  CHECK(h[0] == 0x82 && h[1] == 125, "125 bytes fit the first byte");
+  CHECK_EQ(vcg__ws_server_hdr(h, 2, 126), 4);
+  CHECK(h[1] == 126 && h[2] == 0 && h[3] == 126, "126 takes 16 bits");
+  CHECK_EQ(vcg__ws_server_hdr(h, 2, 65535), 4);
+  CHECK_EQ(vcg__ws_server_hdr(h, 2, 65536), 10);
+  CHECK(h[1] == 127 && h[7] == 1 && h[8] == 0 && h[9] == 0, "65536 takes 64 bits");
+  CHECK_EQ(vcg__ws_server_hdr(h, 9, 0), 2);
+  CHECK(h[0] == 0x89 && h[1] == 0, "an empty PING");
+  /* Every length comes out in the shortest form a client's parser takes
+   * (masked here, as that parser wants). */
+  static const uint64_t lens[] = { 0, 1, 125, 126, 127, 65535, 65536, 1u << 20 };
+  for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+    uint8_t m[VCG__WS_SERVER_HDR_MAX + 4];
+    size_t n = vcg__ws_server_hdr(m, 2, lens[i]);
+    m[1] |= 0x80;
+    memset(m + n, 0, 4);
+    CHECK_EQ(vcg__ws_frame_header(m, n + 4, &f, &why), (long)(n + 4));
+    CHECK(f.len == lens[i] && f.fin && f.opcode == 2, "length %llu round-trips",
+          (unsigned long long)lens[i]);
+  }
+}
+
+TEST(write_progress) {
+  size_t rem[] = { 10, 5, 7 }, part = 99;
+  CHECK_EQ(vcg__ws_written(rem, 3, 0, &part), 0);
+  CHECK_EQ(part, 0);
+  CHECK_EQ(vcg__ws_written(rem, 3, 9, &part), 0);
+  CHECK_EQ(part, 9);
+  CHECK_EQ(vcg__ws_written(rem, 3, 10, &part), 1);
+  CHECK_EQ(part, 0);
+  CHECK_EQ(vcg__ws_written(rem, 3, 16, &part), 2);
+  CHECK_EQ(part, 1);
+  CHECK_EQ(vcg__ws_written(rem, 3, 22, &part), 3);
+  CHECK_EQ(part, 0);
+  CHECK_EQ(vcg__ws_written(rem, 0, 0, &part), 0);
+  size_t zero[] = { 0, 3 };
+  CHECK_EQ(vcg__ws_written(zero, 2, 0, &part), 1); /* an empty piece is taken whole */
 }
 
 int main(void) {
@@ -294,6 +348,8 @@ int main(void) {
   RUN(frame_headers_good, "client frame headers: lengths, fin, opcodes, more bytes needed");
   RUN(frame_headers_refused, "unmasked, RSV, unknown opcode, long/fragmented control, 2^63, non-minimal");
   RUN(unmask_any_offset, "unmasking continues the key across pieces");
+  RUN(server_frame_headers, "server frame headers: shortest length form, FIN, opcode");
+  RUN(write_progress, "a partial write: pieces taken whole and bytes of the next");
   RUN(http_format_reply, "small replies: status, length, close, extra headers, bounded");
   return TAP_DONE();
 }
