@@ -725,14 +725,18 @@ int vcg__ws_on_writeable(vcg_instance_t *inst, ws_conn_t *c) {
     return 0;
   }
   if (c->ping_due) {
-    uint8_t ping[LWS_PRE + 1];
+    /* One byte of payload: lws 4.1 drops the callback for an empty PONG
+     * (it logs "received pong" and never reports it), so the client's
+     * echo of an empty PING would never count as proof of life. */
+    uint8_t ping[LWS_PRE + 1] = { 0 };
 
     if (lws_partial_buffered(c->wsi)) {
       lws_callback_on_writable(c->wsi);
       return 0;
     }
     c->ping_due = 0;
-    if (lws_write(c->wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+    ping[LWS_PRE] = 'v';
+    if (lws_write(c->wsi, ping + LWS_PRE, 1, LWS_WRITE_PING) < 0)
       return -1;
   }
   return ws_write_queued(inst, c);

@@ -128,6 +128,24 @@ async def test_wss_certificate_reload_next_handshake():
         assert "transports[0].rx_buffer_size: changed from 4096 to 8192" in srv.log()
 
         assert _presented(srv.port) == _der(b_cert)
+        # Keepalive on wss:// (lws writes our PING there): a client that
+        # answers nothing is closed after idle_timeout, the others, which
+        # answer PINGs, outlive it.
+        mute = RawClient.connect(srv.port, "/lobby/mute/tls", ssl_ctx=trust_b)
+        try:
+            assert mute.status == 101
+            loop = asyncio.get_event_loop()
+            t0 = time.monotonic()
+            _, ops = await loop.run_in_executor(None, _read_until_closed, mute, 10)
+            took = time.monotonic() - t0
+        finally:
+            mute.close()
+        assert 0x9 in ops, "no PING on wss:// (frames %r)" % ops
+        assert 2.0 < took < 6, "the mute wss:// client was closed after %.1f s" % took
+        # The live ones have been silent longer than idle_timeout by now:
+        # only their PONGs kept them (lws 4.1 reports no empty PONG, so our
+        # PING carries a byte).
+        await asyncio.sleep(1.5)
         await _exchange(live[0], live[2], b"still")
         srv.assert_alive()
     finally:
