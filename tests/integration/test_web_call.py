@@ -370,11 +370,11 @@ async def scenario_call():
 
 
 async def close_and_wait_gone(br, pages, user):
-    """Close user's tab; every other page must drop its tile within 3 s
-    (PARTICIPANT_LEFT comes 2 s after the disconnect), 6 s on a sanitizer
-    build, still far from the page's own 15 s peer timeout.  Returns the
-    time."""
-    limit = 6 if h.SANITIZED else 3
+    """Close user's tab; every other page must drop its tile within 5 s
+    (PARTICIPANT_LEFT comes 2 s after the disconnect; a loaded CI machine
+    has been seen at 100 ms loopback RTT), 8 s on a sanitizer build, still
+    far from the page's own 15 s peer timeout.  Returns the time."""
+    limit = 8 if h.SANITIZED else 5
     await br.call("close", user)
     t0 = time.monotonic()
     for p in pages:
