@@ -80,14 +80,39 @@ async function diagnose(base, path) {
   return { refused: true, text: `The gateway refused to join: ${body} (HTTP ${r.status}).` };
 }
 
-class WebSocketTransport {
-  constructor(ws) {
-    this.kind = "websocket";
-    this.ws = ws;
-    this.onpacket = null;
+// Packets that arrive before the call has set onpacket (between the
+// session being ready and connect() returning to its caller: the relay's
+// SESSION_ASSIGNED and the first room events, which on WebTransport come on
+// streams that may be read in any order) are kept, at most EARLY_MAX of
+// them, and handed over when onpacket is set, so none is lost.
+const EARLY_MAX = 256;
+
+class Transport {
+  constructor(kind) {
+    this.kind = kind;
+    this.handler = null;
+    this.early = [];
     this.onclose = null;
+  }
+  get onpacket() { return this.handler; }
+  set onpacket(fn) {
+    this.handler = fn;
+    const early = this.early;
+    this.early = [];
+    if (fn) for (const b of early) fn(b);
+  }
+  deliver(bytes) {
+    if (this.handler) this.handler(bytes);
+    else if (this.early.length < EARLY_MAX) this.early.push(bytes);
+  }
+}
+
+class WebSocketTransport extends Transport {
+  constructor(ws) {
+    super("websocket");
+    this.ws = ws;
     ws.onmessage = (e) => {
-      if (e.data instanceof ArrayBuffer && this.onpacket) this.onpacket(new Uint8Array(e.data));
+      if (e.data instanceof ArrayBuffer) this.deliver(new Uint8Array(e.data));
     };
     ws.onclose = (e) => {
       if (this.onclose) this.onclose({ code: e.code, reason: e.reason || "connection closed" });
@@ -147,12 +172,10 @@ function eachChunk(readable, fn) {
   return reader;
 }
 
-class WebTransportTransport {
+class WebTransportTransport extends Transport {
   constructor(wt) {
-    this.kind = "webtransport";
+    super("webtransport");
     this.wt = wt;
-    this.onpacket = null;
-    this.onclose = null;
     this.inFlight = 0;
     this.dead = false;
     this.readers = [];
@@ -195,10 +218,10 @@ class WebTransportTransport {
       let off = 0;
       for (const p of parts) { bytes.set(p, off); off += p.length; }
     }
-    if (this.onpacket) this.onpacket(bytes);
+    this.deliver(bytes);
   }
   readDatagrams() {
-    this.readers.push(eachChunk(this.wt.datagrams.readable, (d) => this.onpacket && this.onpacket(d)));
+    this.readers.push(eachChunk(this.wt.datagrams.readable, (d) => this.deliver(d)));
   }
   send(bytes, { datagram = false, droppable = false } = {}) {
     if (this.dead) return false;
