@@ -114,6 +114,40 @@ TEST(media_types) {
   CHECK_EQ(h.media_type, -1); /* encrypted: unknown, not an error */
 }
 
+static int inner_type(const uint8_t *d, size_t len) {
+  size_t n = wrap(buf, VCG_PT_MEDIA, "bob", d, len, 0);
+  if (vcg__pw_decode(buf, n, &h) != 0) return -100;
+  return h.media_type;
+}
+
+TEST(ciphertext_that_starts_like_rtt) {
+  /* The first two bytes say RTT / KEYFRAME_REQUEST, the rest is not
+   * protobuf: a bad wire type, a length past the end, a runaway varint. */
+  CHECK_EQ(inner_type((const uint8_t *)"\x08\x05\x07\x10\x20", 5), -1);
+  CHECK_EQ(inner_type((const uint8_t *)"\x08\x06\x12\x40xyz", 6), -1);
+  CHECK_EQ(inner_type((const uint8_t *)"\x08\x05\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 13), -1);
+  CHECK_EQ(inner_type((const uint8_t *)"\x08\x05\x11\x01\x02", 5), -1); /* fixed64 cut short */
+  CHECK_EQ(inner_type((const uint8_t *)"\x08\x05\x00\x01", 4), -1);     /* field number 0 */
+  /* media_type with another wire type later: not a MediaPacket. */
+  CHECK_EQ(inner_type((const uint8_t *)"\x08\x01\x0a\x00", 4), -1);
+  /* A later media_type wins, as in protobuf; other fields are skipped. */
+  CHECK_EQ(inner_type((const uint8_t *)"\x08\x01\x12\x01" "a" "\x1d\x01\x02\x03\x04\x08\x05", 12), 5);
+  /* Random 160-byte "ciphertexts" that start 08 05: hardly any is
+   * well-formed protobuf, so hardly any is taken for an RTT probe. */
+  uint8_t ct[160];
+  uint32_t x = 12345, rtt = 0;
+  for (int k = 0; k < 100000; k++) {
+    ct[0] = 0x08;
+    ct[1] = 0x05;
+    for (size_t i = 2; i < sizeof ct; i++) {
+      x = x * 1103515245u + 12345u;
+      ct[i] = (uint8_t)(x >> 16);
+    }
+    rtt += inner_type(ct, sizeof ct) == 5;
+  }
+  CHECK_LE(rtt, 10);
+}
+
 TEST(malformed_refused) {
   const uint8_t garbage[] = { 0xff, 0xff, 0xff, 0xff, 0xff };
   CHECK_EQ(vcg__pw_decode(garbage, sizeof garbage, &h), VCG_EINVAL);
@@ -234,6 +268,7 @@ int main(void) {
   RUN(header_points_at_user_and_data, "the header scan finds user_id and data");
   RUN(reference_counting, "references count up and down; the last unref frees");
   RUN(media_types, "the inner media type is read (RTT), or -1 when encrypted");
+  RUN(ciphertext_that_starts_like_rtt, "ciphertext that starts with the bytes of RTT is not an RTT probe");
   RUN(malformed_refused, "garbage, truncation and wrong wire types are refused");
   RUN(unknown_and_empty_accepted, "unknown packet types and an empty message decode");
   RUN(fuzzer_findings, "field number 0, 6-byte lengths and 5-byte lengths of 2^32 are refused (fuzzer findings)");
