@@ -233,6 +233,7 @@ static int ws_start(const vcg_host_api_t *host, vcg_plugin_state_t *state,
   /* From here on every failure goes through vcg__ws_teardown(), which
    * closes these handles before inst is freed. */
   vcg__ws_flush_init(inst);
+  vcg__ws_closings_init(inst);
   vcg__ws_in_init(inst);
   vcg__ws_alive_init(inst);
   r = vcg__ws_own_init(inst);

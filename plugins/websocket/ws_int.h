@@ -13,9 +13,10 @@
  *                epoll set per worker, the takeover from lws, read turns
  *   ws_in.c      inbound messages: our strict frame reader on ws://, lws's
  *                callbacks on wss://, reassembly, size limits, delivery
- *   ws_out.c     one connection's state, its output queue, framing and the
- *                end-of-turn flush (writev() of our own on ws://, lws's
- *                writes on wss://), and its close handshake
+ *   ws_conn.c    one connection's record: creation, the upgrade done, the
+ *                close handshake, release
+ *   ws_out.c     its output queue, framing and the end-of-turn flush
+ *                (writev() of our own on ws://, lws's writes on wss://)
  *   ws_alive.c   proof of life: PING after ping_interval, hang up after
  *                idle_timeout
  *   ws_deadline.c  lists of connections that share a timeout, one timer each
@@ -24,7 +25,7 @@
  *   websocket.c  options, configure(), reload(), the vtable
  *   ws_util.c    pure helpers (no lws, no libuv), unit-tested
  * Calls go one way where they can: ws_lws.c dispatches lws's events to the
- * others; ws_http.c, ws_in.c and ws_out.c never call into ws_lws.c.
+ * others; ws_http.c, ws_in.c, ws_conn.c and ws_out.c never call into ws_lws.c.
  */
 #ifndef VCG_WS_INT_H
 #define VCG_WS_INT_H
@@ -493,7 +494,7 @@ void vcg__ws_alive_stop(ws_conn_t *c);
  * closing). */
 void vcg__ws_node_release(ws_conn_t *c);
 
-/* ---------------------------------------------------- ws_out.c */
+/* ---------------------------------------------------- ws_conn.c */
 
 /* A connection's state from accept on, linked into inst. */
 ws_conn_t *vcg__ws_conn_new(vcg_instance_t *inst);
@@ -516,6 +517,21 @@ void vcg__ws_conn_begin_close(ws_conn_t *c, int code, const char *reason);
 void vcg__ws_conn_kill(ws_conn_t *c);
 /* Close from inside a RECEIVE callback: returns -1 for the callback. */
 int vcg__ws_conn_close_now(ws_conn_t *c, int code, const char *reason);
+/* c (a socket we own) enters the closing list: WS_CLOSE_ACK_SECS from now
+ * to finish the close handshake, then it is hung up. */
+void vcg__ws_closing_start(ws_conn_t *c);
+/* The list of sockets we own that are closing, one deadline each (start
+ * and teardown). */
+void vcg__ws_closings_init(vcg_instance_t *inst);
+void vcg__ws_closings_close(vcg_instance_t *inst);
+
+/* ---------------------------------------------------- ws_out.c */
+
+/* Release every packet queued for c; with keep_partial, not the first when
+ * part of its frame is out already (the stream needs the rest of it). */
+void vcg__ws_queue_drop(ws_conn_t *c, int keep_partial);
+/* Tell the host what c still holds queued. */
+void vcg__ws_queue_report(ws_conn_t *c);
 /* Queue one packet reference for c (the vtable's send()). */
 int vcg__ws_conn_send(vcg_instance_t *inst, ws_conn_t *c, vcg_packet_t *p);
 /* c has something to write (packets, a control frame, its close): at the

@@ -318,6 +318,7 @@ void vcg__ws_teardown(vcg_instance_t *inst, vcg_stopped_cb cb) {
   /* Closed before the reaper: their closes run first, so inst outlives
    * them. */
   vcg__ws_flush_close(inst);
+  vcg__ws_closings_close(inst);
   vcg__ws_in_close(inst);
   vcg__ws_alive_close(inst);
   vcg__ws_own_close(inst);
