@@ -58,6 +58,8 @@ const vcg_option_t vcg__core_options[] = {
     "per-session output queue budget in packets" },
   { "slow_consumer_timeout", VCG_OPT_INT, S(slow_consumer_timeout), 5000, NULL, 100, 3600000,
     "ms a session may keep dropping packets before it is closed" },
+  { "drain_delay", VCG_OPT_INT, S(drain_delay), 0, NULL, 0, 600000,
+    "ms between SIGTERM (/readyz 503) and closing the clients, for load balancers to notice" },
   { "drain_timeout", VCG_OPT_INT, S(drain_timeout), 5000, NULL, 0, 600000,
     "ms SIGTERM waits for clients to leave before stopping" },
   { "max_user_length", VCG_OPT_INT, S(max_user_length), 256, NULL, 1, 4096,

@@ -47,6 +47,7 @@ typedef struct vcg__core_conf {
   int64_t queue_max_bytes;
   int64_t queue_max_packets;
   int64_t slow_consumer_timeout;
+  int64_t drain_delay;
   int64_t drain_timeout;
   int64_t max_user_length;
   int64_t max_room_length;

@@ -20,6 +20,7 @@
 typedef struct vcg__main {
   uv_loop_t loop;
   uv_signal_t sigterm, sigint, sighup;
+  uv_timer_t drain_delay;    /* SIGTERM: /readyz 503 until it fires */
   uv_async_t done;           /* a worker finished, or took a reload */
   vcg__process_t proc;
   vcg__log_t log;
@@ -114,6 +115,16 @@ static void reload_done(vcg__main_t *m) {
   }
 }
 
+static void drain_workers(vcg__main_t *m) {
+  for (unsigned i = 0; i < m->proc.nworkers; i++) vcg__worker_request_drain(&m->proc.workers[i]);
+}
+
+static void on_drain_delay(uv_timer_t *t) {
+  vcg__main_t *m = t->data;
+  vcg__logf(&m->log, VCG_LOG_INFO, "core", 0, "drain_delay over: closing clients");
+  drain_workers(m);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   vcg__main_t *m = h->data;
   if (signum == SIGHUP) {
@@ -122,21 +133,28 @@ static void on_signal(uv_signal_t *h, int signum) {
   }
   if (m->draining) {
     vcg__logf(&m->log, VCG_LOG_WARN, "core", 0, "second signal: stopping now");
+    uv_timer_stop(&m->drain_delay);
     for (unsigned i = 0; i < m->proc.nworkers; i++) vcg__worker_request_stop(&m->proc.workers[i]);
     return;
   }
-  /* /readyz turns 503 before the first client is told to go away. */
+  /* /readyz turns 503 before the first client is told to go away, and
+   * stays so for drain_delay while clients are still served, so that a
+   * load balancer that polls it stops sending new ones first. */
   m->draining = 1;
   atomic_store(&m->proc.draining, 1);
-  vcg__logf(&m->log, VCG_LOG_INFO, "core", 0, "%s: draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  int64_t delay = m->proc.cfg->core.drain_delay;
+  vcg__logf(&m->log, VCG_LOG_INFO, "core", 0, "%s: draining%s", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+            delay > 0 ? " (/readyz 503; clients closed after drain_delay)" : "");
   notified(&m->log, "STOPPING", vcg__notify_stopping());
-  for (unsigned i = 0; i < m->proc.nworkers; i++) vcg__worker_request_drain(&m->proc.workers[i]);
+  if (delay > 0) uv_timer_start(&m->drain_delay, on_drain_delay, (uint64_t)delay, 0);
+  else drain_workers(m);
 }
 
 static void close_main_handles(vcg__main_t *m) {
   uv_close((uv_handle_t *)&m->sigterm, NULL);
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->sighup, NULL);
+  uv_close((uv_handle_t *)&m->drain_delay, NULL);
   uv_close((uv_handle_t *)&m->done, NULL);
   vcg__admin_stop(m->admin);
   m->admin = NULL;
@@ -291,6 +309,8 @@ int vcg__process_run(vcg__config_t *cfg, const char *const *dirs, const char *fi
   uv_signal_init(&m.loop, &m.sigint);
   uv_signal_init(&m.loop, &m.sighup);
   m.sigterm.data = m.sigint.data = m.sighup.data = &m;
+  uv_timer_init(&m.loop, &m.drain_delay);
+  m.drain_delay.data = &m;
   uv_signal_start(&m.sigterm, on_signal, SIGTERM);
   uv_signal_start(&m.sigint, on_signal, SIGINT);
   uv_signal_start(&m.sighup, on_signal, SIGHUP);

@@ -141,7 +141,9 @@ def test_helm_chart_default_values_render_valid_objects():
     assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "admin"}
     conf = config_of(m, "rtc-vcgate", "vcgate.conf")
     drain = int(re.search(r"drain_timeout = (\d+);", conf).group(1))
-    assert pod["terminationGracePeriodSeconds"] * 1000 > drain + 2000, (pod, drain)
+    delay = int(re.search(r"drain_delay = (\d+);", conf).group(1))
+    assert delay > 0, "the chart keeps /readyz 503 for a while before closing clients"
+    assert pod["terminationGracePeriodSeconds"] * 1000 > delay + drain + 2000, (pod, delay, drain)
     assert pod["securityContext"]["runAsNonRoot"] and c["securityContext"]["readOnlyRootFilesystem"]
     assert {t["topologyKey"] for t in pod["topologySpreadConstraints"]} == \
         {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
@@ -212,7 +214,7 @@ def test_helm_chart_refuses_bad_values():
     cases = [
         (["--set", "replicaCount=two"], "replicaCount: Invalid type"),
         (["--set", "replicaCunt=2"], "Additional property replicaCunt is not allowed"),
-        (["--set", "terminationGracePeriodSeconds=7"], "must exceed drainTimeoutMs"),
+        (["--set", "terminationGracePeriodSeconds=7"], "must exceed drainDelayMs + drainTimeoutMs"),
         (["--set", "jwt.enabled=true"], "jwt.enabled needs jwt.existingSecret"),
         (["--set", "config.core.Bad-Key=1"], "Does not match pattern"),
         (["--set", "tls.enabled=true,tls.certManager.enabled=true,tls.certManager.issuerRef.name=x"],

@@ -104,7 +104,7 @@ async def test_metrics_lint_clean_and_bounded():
 
 
 async def test_livez_readyz_version_and_drain():
-    srv = _admin_gate(core={"drain_timeout": 4000})
+    srv = _admin_gate(core={"drain_timeout": 4000, "drain_delay": 1000})
     assert _get(srv.admin, "/livez")[:2] == (200, "ok\n")
     st, body, _ = _get(srv.admin, "/readyz")
     assert st == 200 and json.loads(body)["status"] == "ok", body
@@ -119,10 +119,13 @@ async def test_livez_readyz_version_and_drain():
     with socket.create_connection(("127.0.0.1", srv.admin), 3) as s:
         s.sendall(b"GET /metrics HTTP/2.0\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 505")
-    # During the drain /readyz is 503, while a client is still connected.
+    # On SIGTERM /readyz is 503 at once; for drain_delay the clients are
+    # still served (a load balancer's time to notice), then closed 1001.
     c = await Client.connect(srv.port, "alice", "drain")
+    d = await Client.connect(srv.port, "bob", "drain")
+    t0 = time.monotonic()
     srv.signal(signal.SIGTERM)
-    deadline = time.monotonic() + 3
+    deadline = t0 + 3
     st = None
     while time.monotonic() < deadline:
         st, body, _ = _get(srv.admin, "/readyz")
@@ -131,7 +134,13 @@ async def test_livez_readyz_version_and_drain():
         await asyncio.sleep(0.02)
     assert st == 503 and json.loads(body)["checks"]["draining"] == "draining", (st, body)
     assert _get(srv.admin, "/livez")[0] == 200
+    await c.send(H.PT_MEDIA, b"during the delay")
+    got = await d.recv_client(2)
+    assert got.data == b"during the delay", got.data
     assert await c.expect_close(5) == 1001
+    took = time.monotonic() - t0
+    assert 0.9 < took < 3, "closed %.2f s after SIGTERM (drain_delay 1 s)" % took
+    assert srv.log().count("drain_delay over: closing clients") == 1
     assert srv.wait_exit(10) == 0
 
 
