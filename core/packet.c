@@ -4,16 +4,7 @@
 #include <string.h>
 #include "packet_wrapper.pb-c.h"
 #include "meeting_packet.pb-c.h"
-
-/* Read one varint; returns bytes used, 0 when truncated or over 10 bytes. */
-static size_t get_varint(const uint8_t *d, size_t len, uint64_t *v) {
-  uint64_t r = 0;
-  for (size_t i = 0; i < len && i < 10; i++) {
-    r |= (uint64_t)(d[i] & 0x7f) << (7 * i);
-    if (!(d[i] & 0x80)) { *v = r; return i + 1; }
-  }
-  return 0;
-}
+#include "util/varint.h"
 
 /* The inner MediaPacket's type, or -1 when the bytes are not a MediaPacket.
  * With end-to-end encryption PacketWrapper.data is AES-CBC ciphertext and
@@ -34,12 +25,12 @@ static int inner_media_type(const uint8_t *d, size_t len) {
   int type = -1;
   for (size_t i = 0; i < len;) {
     uint64_t tag, v;
-    size_t n = get_varint(d + i, len - i, &tag);
+    size_t n = vcg_varint_get(d + i, len - i, &tag);
     if (!n || tag >> 3 == 0 || tag >> 3 > 0x1fffffff) return -1;
     i += n;
     switch (tag & 7) {
     case 0:
-      if (!(n = get_varint(d + i, len - i, &v))) return -1;
+      if (!(n = vcg_varint_get(d + i, len - i, &v))) return -1;
       i += n;
       if (tag >> 3 == 1) {
         if (v > 0x7fffffff) return -1;
@@ -49,7 +40,7 @@ static int inner_media_type(const uint8_t *d, size_t len) {
     case 1: n = 8; break;
     case 5: n = 4; break;
     case 2:
-      if (!(n = get_varint(d + i, len - i, &v)) || v > len - i - n) return -1;
+      if (!(n = vcg_varint_get(d + i, len - i, &v)) || v > len - i - n) return -1;
       n += (size_t)v;
       break;
     default: return -1; /* groups (3, 4), 6, 7 */
@@ -91,7 +82,7 @@ int vcg__pw_decode(const uint8_t *data, size_t len, vcg__pw_header_t *h) {
     uint64_t tag, v;
     /* Tags as protobuf-c reads them: at most 5 bytes, the field number
      * kept modulo 2^32. */
-    size_t n = get_varint(data + i, len - i < 5 ? len - i : 5, &tag);
+    size_t n = vcg_varint_get(data + i, len - i < 5 ? len - i : 5, &tag);
     if (!n) return VCG_EINVAL;
     i += n;
     uint32_t field = (uint32_t)(tag >> 3);
@@ -99,7 +90,7 @@ int vcg__pw_decode(const uint8_t *data, size_t len, vcg__pw_header_t *h) {
     if (field == 0) return VCG_EINVAL;
     switch (wt) {
     case 0: /* varint */
-      if (!(n = get_varint(data + i, len - i, &v))) return VCG_EINVAL;
+      if (!(n = vcg_varint_get(data + i, len - i, &v))) return VCG_EINVAL;
       i += n;
       if (field == 1) h->type = (int)(int32_t)v;
       else if (field == 4) h->session_id = v;
@@ -114,7 +105,7 @@ int vcg__pw_decode(const uint8_t *data, size_t len, vcg__pw_header_t *h) {
       i += 4;
       break;
     case 2: /* length-delimited: at most 5 bytes, as protobuf-c reads them */
-      if (!(n = get_varint(data + i, len - i < 5 ? len - i : 5, &v))) return VCG_EINVAL;
+      if (!(n = vcg_varint_get(data + i, len - i < 5 ? len - i : 5, &v))) return VCG_EINVAL;
       i += n;
       if (v > INT_MAX || v > len - i) return VCG_EINVAL;
       if (field == 1 || field == 4) return VCG_EINVAL;
@@ -143,13 +134,6 @@ static vcg_packet_t *packet_alloc(size_t len) {
   return p;
 }
 
-static size_t put_varint(uint8_t *b, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) { b[n++] = (uint8_t)(v | 0x80); v >>= 7; }
-  b[n++] = (uint8_t)v;
-  return n;
-}
-
 vcg_packet_t *vcg__packet_from_wire(const uint8_t *data, size_t len,
                                     const vcg__pw_header_t *h, uint64_t stamp_id) {
   int stamp = stamp_id != 0 && h->session_id != stamp_id;
@@ -159,7 +143,7 @@ vcg_packet_t *vcg__packet_from_wire(const uint8_t *data, size_t len,
   p->len = (uint32_t)len;
   if (stamp) {
     p->data[len] = 0x20; /* field 4, varint */
-    p->len += (uint32_t)(1 + put_varint(p->data + len + 1, stamp_id));
+    p->len += (uint32_t)(1 + vcg_varint_put(p->data + len + 1, stamp_id));
   }
   p->type = h->type;
   p->media_type = h->media_type;

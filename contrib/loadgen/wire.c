@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 #include "lg.h"
+#include "varint.h"
 
 uint64_t lg_now_ns(void) {
   struct timespec ts;
@@ -23,18 +24,6 @@ uint64_t lg_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static size_t varint_len(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) { v >>= 7; n++; }
-  return n;
-}
-
-static size_t put_varint(uint8_t *b, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) { b[n++] = (uint8_t)(v | 0x80); v >>= 7; }
-  b[n++] = (uint8_t)v;
-  return n;
-}
 
 static void put_le32(uint8_t *b, uint32_t v) {
   for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
@@ -146,7 +135,7 @@ static int seal_get(const uint8_t *b, size_t len, uint32_t run_id, lg_hdr_t *h) 
 
 /* Bytes of the MediaPacket around a data field of dlen (clear media). */
 static size_t media_len(const kind_wire_t *k, size_t dlen) {
-  size_t n = 2 + 9 + 1 + varint_len(dlen) + dlen; /* media_type, timestamp, data */
+  size_t n = 2 + 9 + 1 + vcg_varint_len(dlen) + dlen; /* media_type, timestamp, data */
   if (k->frame_type) n += 2 + strlen(k->frame_type);
   if (k->heartbeat) n += 6;
   return n;
@@ -155,7 +144,7 @@ static size_t media_len(const kind_wire_t *k, size_t dlen) {
 /* PacketWrapper bytes when its data field is the clear MediaPacket (or,
  * sealed, `inner` bytes of ciphertext). */
 static size_t wrapper_len(size_t ulen, size_t inner) {
-  return 2 + 1 + varint_len(ulen) + ulen + 1 + varint_len(inner) + inner;
+  return 2 + 1 + vcg_varint_len(ulen) + ulen + 1 + vcg_varint_len(inner) + inner;
 }
 
 static size_t pkt_len(const kind_wire_t *k, int sealed, size_t ulen, size_t dlen) {
@@ -180,17 +169,17 @@ size_t lg_packet_build(uint8_t *buf, size_t cap, const lg_pkt_t *p, const lg_hdr
   if (len > cap) return 0;
   size_t o = 0;
   buf[o++] = 0x08; buf[o++] = (uint8_t)k->ptype;        /* packet_type */
-  buf[o++] = 0x12; o += put_varint(buf + o, ulen);       /* user_id */
+  buf[o++] = 0x12; o += vcg_varint_put(buf + o, ulen);       /* user_id */
   memcpy(buf + o, p->user, ulen); o += ulen;
   buf[o++] = 0x1a;                                       /* data */
   if (sealed) {
-    o += put_varint(buf + o, dlen);
+    o += vcg_varint_put(buf + o, dlen);
     *hdr_off = o;
     seal_put(buf + o, h);
     o += LG_SEAL_HDR;
     dlen -= LG_SEAL_HDR;
   } else {
-    o += put_varint(buf + o, media_len(k, dlen));
+    o += vcg_varint_put(buf + o, media_len(k, dlen));
     buf[o++] = 0x08; buf[o++] = (uint8_t)k->media_type; /* media_type (first: relays read it) */
     if (k->frame_type) {                                /* frame_type */
       size_t fl = strlen(k->frame_type);
@@ -202,7 +191,7 @@ size_t lg_packet_build(uint8_t *buf, size_t cap, const lg_pkt_t *p, const lg_hdr
       static const uint8_t hb[6] = {0x4a, 0x04, 0x08, 0x01, 0x10, 0x01};
       memcpy(buf + o, hb, 6); o += 6;
     }
-    buf[o++] = 0x1a; o += put_varint(buf + o, dlen);    /* MediaPacket.data */
+    buf[o++] = 0x1a; o += vcg_varint_put(buf + o, dlen);    /* MediaPacket.data */
     *hdr_off = o;
     hdr_put(buf + o, h);
     o += LG_HDR_LEN;
@@ -257,13 +246,10 @@ typedef struct {
 } rd_t;
 
 static int rd_varint(rd_t *r, uint64_t *v) {
-  uint64_t x = 0;
-  for (unsigned shift = 0; shift < 64 && r->p < r->end; shift += 7) {
-    uint8_t b = *r->p++;
-    x |= (uint64_t)(b & 0x7f) << shift;
-    if (!(b & 0x80)) { *v = x; return 0; }
-  }
-  return -1;
+  size_t n = vcg_varint_get(r->p, (size_t)(r->end - r->p), v);
+  if (n == 0) return -1;
+  r->p += n;
+  return 0;
 }
 
 /* Next field: number, wire type; for length-delimited, *d / *dl. */

@@ -10,6 +10,8 @@
 
 #include <vcgate/plugin.h>
 
+#include "varint.h"
+
 #define SUBJECT_PREFIX "room."
 #define SUBJECT_PREFIX_LEN 5
 
@@ -80,21 +82,6 @@ int vcg__nats_parse_batch_subject(const char *subject, char *room, size_t cap) {
   return 0;
 }
 
-static size_t put_varint(uint8_t *b, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) { b[n++] = (uint8_t)(v | 0x80); v >>= 7; }
-  b[n++] = (uint8_t)v;
-  return n;
-}
-
-static size_t get_varint(const uint8_t *b, size_t len, uint64_t *v) {
-  uint64_t r = 0;
-  for (size_t i = 0; i < len && i < 10; i++) {
-    r |= (uint64_t)(b[i] & 0x7f) << (7 * i);
-    if (!(b[i] & 0x80)) { *v = r; return i + 1; }
-  }
-  return 0;
-}
 
 int vcg__nats_batch_append(uint8_t **buf, size_t *len, size_t *cap, uint64_t origin,
                            const uint8_t *data, size_t n) {
@@ -107,8 +94,8 @@ int vcg__nats_batch_append(uint8_t **buf, size_t *len, size_t *cap, uint64_t ori
     *buf = nb;
     *cap = c;
   }
-  *len += put_varint(*buf + *len, origin);
-  *len += put_varint(*buf + *len, n);
+  *len += vcg_varint_put(*buf + *len, origin);
+  *len += vcg_varint_put(*buf + *len, n);
   memcpy(*buf + *len, data, n);
   *len += n;
   return 0;
@@ -118,9 +105,9 @@ int vcg__nats_batch_next(const uint8_t *b, size_t len, size_t *pos, uint64_t *or
                          const uint8_t **data, size_t *n) {
   if (*pos == len) return 0;
   uint64_t o, l;
-  size_t k = get_varint(b + *pos, len - *pos, &o);
+  size_t k = vcg_varint_get(b + *pos, len - *pos, &o);
   if (!k) return VCG_EINVAL;
-  size_t m = get_varint(b + *pos + k, len - *pos - k, &l);
+  size_t m = vcg_varint_get(b + *pos + k, len - *pos - k, &l);
   if (!m || l > len - *pos - k - m) return VCG_EINVAL;
   *origin = o;
   *data = b + *pos + k + m;
