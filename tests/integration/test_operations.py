@@ -144,6 +144,21 @@ async def test_livez_readyz_version_and_drain():
     assert srv.wait_exit(10) == 0
 
 
+def test_drain_delay_out_of_range_refused():
+    """A drain_delay vcgate cannot honour is a file:line: error of -t."""
+    H.require_plugins("inproc", "websocket")
+    path = H.write_config(text=(
+        "core = {\n"
+        "  drain_delay = -1;\n"
+        "};\n"
+        "transports = ( { plugin = \"websocket\"; listen = \"127.0.0.1:%d\"; } );\n"
+        "bus = { plugin = \"inproc\"; };\n") % H.free_port(), d=H.tmpdir())
+    cp = H.run_vcgate(["-t", "-c", path])
+    out = cp.stdout + cp.stderr
+    assert cp.returncode != 0, out
+    assert "%s:2: core.drain_delay: -1 is out of range [0, 600000]" % path in out, out
+
+
 @H.timeout(90)
 async def test_readyz_follows_nats():
     import test_nats as N
