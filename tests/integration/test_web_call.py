@@ -307,17 +307,26 @@ async def scenario_call():
         joined_s = time.monotonic() - t0
         # Counters keep rising.  (The fake camera gives 20 frames a second;
         # three pages with VP8 on two shared cores get through fewer.)
+        # Within 3 s, or up to 10 s on a loaded machine (CI once saw Bob's
+        # audio at Alice rise by 6 in 3 s while the pages were starting).
         before = {p.name: await p.call_state() for p in pages}
+        start = time.monotonic()
         await asyncio.sleep(3)
         for p in pages:
-            after = await p.call_state()
-            a = {x["user"]: x for x in after["participants"]}
-            for x in before[p.name]["participants"]:
-                y = a[x["user"]]
-                for k, rise in (("videoFramesDecoded", 3), ("audioFramesDecoded", 10)):
-                    if y[k] < x[k] + rise:
-                        raise h.TestFailure("%s: %s of %s rose only from %d to %d in 3 s"
-                                            % (p.name, k, x["user"], x[k], y[k]))
+            while True:
+                after = await p.call_state()
+                a = {x["user"]: x for x in after["participants"]}
+                short = [(k, x["user"], x[k], a[x["user"]][k])
+                         for x in before[p.name]["participants"]
+                         for k, rise in (("videoFramesDecoded", 3), ("audioFramesDecoded", 10))
+                         if a[x["user"]][k] < x[k] + rise]
+                if not short or time.monotonic() - start >= 10:
+                    break
+                await asyncio.sleep(0.5)
+            if short:
+                k, user, was, now = short[0]
+                raise h.TestFailure("%s: %s of %s rose only from %d to %d in %.0f s"
+                                    % (p.name, k, user, was, now, time.monotonic() - start))
             if len(after["participants"]) != 2:
                 raise h.TestFailure("%s sees %d participants, not 2: %s"
                                     % (p.name, len(after["participants"]), after["participants"]))
